@@ -1,0 +1,111 @@
+"""Small pieces every training loop uses: device/precision choice, EMA weights, JSONL metrics, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` → cuda when available, else cpu. An unavailable explicit device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (the training precision on GPUs); a no-op on CPU, where fp32 is faster."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()
+                       if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v.detach().float(), 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self.shadow:
+            self.shadow[k].copy_(state[k])
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        sd = model.state_dict()
+        for k, v in self.shadow.items():
+            sd[k].copy_(v.to(sd[k].dtype))
+
+
+class MetricsLogger:
+    """Append one JSON object per line to ``path`` (flushed each write, so a crash loses nothing)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a")
+        self._t0 = time.time()
+
+    def log(self, step: int, **metrics: Any) -> dict[str, Any]:
+        row = {"step": step, "time": round(time.time() - self._t0, 3)}
+        for k, v in metrics.items():
+            if torch.is_tensor(v):
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                v = str(v)
+            row[k] = v
+        self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+        return row
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    with Path(path).open() as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def cosine_lr(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
+    """Linear warm-up then cosine decay to ``min_ratio * base_lr``."""
+    if step < warmup:
+        return base_lr * (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
