@@ -34,13 +34,20 @@ def _positive_int(text: str) -> int:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML file with the training config (defaults apply when omitted)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set lr=3e-4 --set model.preset=debug (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set lr=3e-4 --set model.preset=debug (repeatable)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videopoet", description="VideoPoet: tokenizers, LM, training, eval.")
+    parser = argparse.ArgumentParser(
+        prog="videopoet", description="VideoPoet: tokenizers, LM, training, eval."
+    )
     parser.add_argument("--version", action="version", version=_version())
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -53,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ------------------------------------------------------------------ data
     data = top.add_parser("data", help="make and inspect datasets").add_subparsers(
-        dest="data_command", metavar="SUBCOMMAND", required=True)
+        dest="data_command", metavar="SUBCOMMAND", required=True
+    )
     p = data.add_parser("synth", help="render synthetic-world clips into tar shards")
     p.add_argument("--out", required=True, help="output directory for shards")
     p.add_argument("--num", type=_positive_int, required=True, help="number of clips")
@@ -71,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ------------------------------------------------------------------ train
     train = top.add_parser("train", help="train a component").add_subparsers(
-        dest="train_command", metavar="COMPONENT", required=True)
+        dest="train_command", metavar="COMPONENT", required=True
+    )
     p = train.add_parser("video-tokenizer", help="train the MAGVIT-v2 video tokenizer")
     _add_train_args(p)
     p.set_defaults(handler="videopoet.train.video_tokenizer:main")
@@ -81,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ------------------------------------------------------------------ eval
     ev = top.add_parser("eval", help="measure a component").add_subparsers(
-        dest="eval_command", metavar="WHAT", required=True)
+        dest="eval_command", metavar="WHAT", required=True
+    )
     p = ev.add_parser("tokenizer", help="video tokenizer: PSNR, SSIM, codebook usage")
     p.add_argument("--model", required=True, help="directory with config.json + model.safetensors")
     p.add_argument("--data", required=True, help="shards/video folder, or synthetic:heldout[:N]")

@@ -42,7 +42,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             kwargs[name] = from_dict(hint, value, where=key)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value

@@ -45,8 +45,9 @@ class EMA:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()
-                       if v.dtype.is_floating_point}
+        self.shadow = {
+            k: v.detach().clone().float() for k, v in model.state_dict().items() if v.dtype.is_floating_point
+        }
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

@@ -1,0 +1,60 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from videopoet.config import ConfigError, apply_overrides, from_dict, load_config, parse_override, to_dict
+
+
+@dataclass(kw_only=True)
+class Inner:
+    width: int = 8  # channels
+    name: str = "debug"  # preset
+
+
+@dataclass(kw_only=True)
+class Outer:
+    lr: float = 1e-3  # learning rate
+    steps: int = 10  # optimisation steps
+    dims: tuple = (1, 2)  # a tuple field
+    model: Inner = field(default_factory=Inner)  # nested config
+
+
+def test_override_parsing_types():
+    assert parse_override("lr=3e-4") == (["lr"], 3e-4)
+    assert parse_override("model.name=tiny") == (["model", "name"], "tiny")
+    assert parse_override("flag=true") == (["flag"], True)
+    assert parse_override("dims=[1, 2, 3]") == (["dims"], [1, 2, 3])
+
+
+def test_override_without_equals_is_clear_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("lr")
+
+
+def test_nested_from_dict_and_roundtrip():
+    cfg = from_dict(Outer, apply_overrides({"lr": 0.1}, ["model.width=32", "dims=[4, 5]"]))
+    assert cfg.lr == 0.1 and cfg.model.width == 32 and cfg.dims == (4, 5)
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+
+
+def test_unknown_key_names_valid_keys():
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(Outer, {"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match=r"model.*unknown key"):
+        from_dict(Outer, {"model": {"widht": 3}})
+
+
+def test_load_config_from_toml(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('lr = 0.5\n[model]\nname = "tiny"\n')
+    cfg = load_config(Outer, path, ["steps=7"])
+    assert (cfg.lr, cfg.steps, cfg.model.name) == (0.5, 7, "tiny")
+
+
+def test_missing_and_invalid_toml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(Outer, bad)
