@@ -11,6 +11,108 @@ import typing
 import numpy as np
 
 # ======================================================================== video reconstruction
+# Videos are float tensors (B, C, T, H, W) in [-1, 1] (data range 2). PSNR and SSIM are computed per frame
+# and averaged over the frames of each clip, the usual convention for video codecs; both return (B,).
+
+
+def psnr(recon, target, *, data_range: float = 2.0):
+    """Per-clip mean over frames of 10·log10(range² / MSE_frame); identical frames count as 100 dB."""
+    import torch
+
+    _check_pair(recon, target)
+    mse = (recon.double() - target.double()).pow(2).mean(dim=(1, 3, 4))  # (B, T)
+    value = 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
+    return value.clamp(max=100.0).mean(dim=1)
+
+
+def _gaussian_window(size: int, sigma: float, device):
+    import torch
+
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(recon, target, *, data_range: float = 2.0, window: int = 11, sigma: float = 1.5):
+    """Per-clip SSIM (Wang et al. 2004: Gaussian 11×11 σ=1.5 window, K1=0.01, K2=0.03, valid region),
+    per frame and channel, averaged over channels, pixels and frames → (B,)."""
+    import torch.nn.functional as F
+
+    _check_pair(recon, target)
+    b, c, t, h, w = recon.shape
+    if h < window or w < window:
+        raise ValueError(f"SSIM needs frames at least {window}×{window}, got {w}×{h}")
+    x = recon.double().permute(0, 2, 1, 3, 4).reshape(b * t * c, 1, h, w)  # every (frame, channel) alone
+    y = target.double().permute(0, 2, 1, 3, 4).reshape(b * t * c, 1, h, w)
+    g = _gaussian_window(window, sigma, recon.device)
+
+    def blur(z):  # separable Gaussian, valid padding
+        z = F.conv2d(z, g.view(1, 1, 1, -1))
+        return F.conv2d(z, g.view(1, 1, -1, 1))
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return smap.mean(dim=(1, 2, 3)).view(b, t * c).mean(dim=1)
+
+
+def _check_pair(recon, target) -> None:
+    if recon.shape != target.shape or recon.ndim != 5:
+        raise ValueError(
+            f"expected two videos of equal shape (B, C, T, H, W), got {tuple(recon.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+
+
+class CodebookUsage(typing.NamedTuple):
+    used_fraction: float  # codes used at least once / codebook size
+    used: int  # number of distinct codes used
+    entropy_bits: float  # entropy of the empirical code distribution, bits (max log2(codebook size))
+    perplexity: float  # 2^entropy_bits: the effective number of equally used codes
+    tokens: int  # tokens counted
+
+
+class CodebookCounter:
+    """Accumulates code counts over many batches (for usage over a whole evaluation set)."""
+
+    def __init__(self, codebook_size: int):
+        if codebook_size < 1:
+            raise ValueError(f"codebook_size must be positive, got {codebook_size}")
+        self.codebook_size = codebook_size
+        self.counts = np.zeros(codebook_size, dtype=np.int64)
+
+    def update(self, indices) -> None:
+        flat = np.asarray(indices.detach().cpu() if hasattr(indices, "detach") else indices).reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.codebook_size):
+            raise ValueError(f"indices outside [0, {self.codebook_size})")
+        self.counts += np.bincount(flat.astype(np.int64), minlength=self.codebook_size)
+
+    def result(self) -> CodebookUsage:
+        total = int(self.counts.sum())
+        used = int((self.counts > 0).sum())
+        p = self.counts[self.counts > 0] / max(total, 1)
+        entropy = float(-(p * np.log2(p)).sum()) if total else 0.0
+        return CodebookUsage(used / self.codebook_size, used, entropy, float(2.0**entropy), total)
+
+
+def codebook_usage(indices, codebook_size: int) -> CodebookUsage:
+    """Usage of a codebook by the token ids in ``indices`` (any shape)."""
+    counter = CodebookCounter(codebook_size)
+    counter.update(indices)
+    return counter.result()
+
+
+def bit_entropies(indices, bits: int) -> np.ndarray:
+    """Entropy in bits of each binary digit k of the ids (LFQ bit k), (bits,); 1.0 = balanced bit."""
+    flat = np.asarray(indices.detach().cpu() if hasattr(indices, "detach") else indices).reshape(-1)
+    ones = ((flat[:, None] >> np.arange(bits)) & 1).mean(axis=0) if flat.size else np.zeros(bits)
+    p = np.clip(ones, 1e-12, 1 - 1e-12)
+    h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.where((ones <= 0) | (ones >= 1), 0.0, h)
+
 
 # ======================================================================== audio
 
