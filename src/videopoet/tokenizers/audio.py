@@ -1,0 +1,387 @@
+"""SoundStream audio codec (arXiv 2107.03312): causal 1-D conv encoder/decoder + residual vector quantizer.
+
+Dimension key:
+    B  batch
+    C  channels of a conv layer
+    N  audio samples (16 kHz mono)
+    F  latent frames (one per ``hop`` = prod(strides) = 320 samples → 50 frames per second)
+    D  latent width (the RVQ code vectors' width)
+    K  RVQ levels (4 by default), each with its own codebook of ``codebook_size`` (1024) codes
+
+Samples ↔ frames (the contract every caller relies on):
+    frames = floor(N / hop). Latent frame f summarises samples [f·hop, (f+1)·hop) and, the convolutions
+    being causal (padded on the left only), depends on no sample at or after (f+1)·hop. A 2.125 s clip
+    (34,000 samples) → 106 frames (34,000 / 320 = 106.25), as in the VideoPoet paper; one video frame at
+    8 fps (2,000 samples) → 6 frames; 41 video frames (82,000 samples) → 256 frames. The decoder turns F
+    frames into exactly F·hop samples; ``decode(codes, length=N)`` pads the tail with silence (or crops)
+    to N samples, so a 34,000-sample clip comes back as 33,920 decoded samples + 80 zeros (the last
+    5 ms, which no frame covers, are not coded).
+
+Strided convolutions use kernel 2·stride and left padding = stride, so a layer maps L → floor(L / stride)
+samples; transposed convolutions (kernel 2·stride) map L → (L + 1)·stride and are trimmed by ``stride``
+samples on the right (the part that would depend on future frames), giving exactly L·stride.
+
+Training-only parts (losses, discriminator) live in ``tokenizers/audio_losses.py`` and
+``train/audio_tokenizer.py``; this file holds what encoding and decoding need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from videopoet.errors import UserError
+from videopoet.tokenizers.quantizers import ResidualVQ
+
+MODEL_TYPE = "videopoet-audio-tokenizer"
+# How far outside [-1, 1] input audio may stray (resampling / AAC decoding overshoot a little) before
+# encode() refuses it as not being normalised audio.
+INPUT_RANGE_TOLERANCE = 0.05
+
+
+@dataclass(kw_only=True)
+class AudioTokenizerConfig:
+    sample_rate: int = 16000  # Hz, mono; the codec only accepts this rate (resample before encoding)
+    channels: int = 32  # width of the first encoder conv; doubles at every downsampling block
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # encoder downsampling per block; product = hop (320)
+    dilations: tuple[int, ...] = (1, 3, 9)  # one residual unit per dilation in every block
+    kernel_size: int = 7  # kernel of the input/output convs and of the residual units' dilated convs
+    latent_dim: int = 128  # D: width of the latent frames and of the RVQ code vectors
+    num_levels: int = 4  # K: RVQ levels (each adds log2(codebook_size) bits per frame)
+    codebook_size: int = 1024  # codes per RVQ level
+    ema_decay: float = 0.99  # codebook EMA decay (per training step)
+    dead_code_threshold: float = 0.5  # restart a code whose EMA count of assignments per batch falls below
+    kmeans_iters: int = 10  # k-means iterations for the data initialisation of the codebooks
+    quantizer_dropout: float = 0.5  # training: P(an example uses a random 1..K levels instead of all K)
+    weight_norm: bool = True  # weight-normalised convs (SEANet/SoundStream); stabilises GAN training
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame (320 for the default strides)."""
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second (50 at 16 kHz with hop 320)."""
+        return self.sample_rate / self.hop
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the codes at all K levels: K · log2(codebook_size) · frame rate."""
+        return self.num_levels * math.log2(self.codebook_size) * self.frame_rate
+
+    def validate(self) -> AudioTokenizerConfig:
+        if self.sample_rate <= 0 or self.channels <= 0 or self.latent_dim <= 0:
+            raise ValueError("sample_rate, channels and latent_dim must be positive")
+        if not self.strides or any(s < 1 for s in self.strides):
+            raise ValueError(f"strides must be positive integers, got {self.strides}")
+        if not self.dilations or any(d < 1 for d in self.dilations):
+            raise ValueError(f"dilations must be positive integers, got {self.dilations}")
+        if self.kernel_size < 1:
+            raise ValueError(f"kernel_size must be ≥ 1, got {self.kernel_size}")
+        if self.num_levels < 1 or self.codebook_size < 2:
+            raise ValueError(
+                f"need num_levels ≥ 1 and codebook_size ≥ 2, got {self.num_levels}, {self.codebook_size}"
+            )
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.quantizer_dropout <= 1.0:
+            raise ValueError(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
+        return self
+
+
+PRESETS: dict[str, AudioTokenizerConfig] = {
+    # Runs in seconds on a CPU; same strides (hop 320) so every frame-count contract holds.
+    "debug": AudioTokenizerConfig(
+        channels=4,
+        dilations=(1, 3),
+        latent_dim=16,
+        codebook_size=64,
+        kmeans_iters=2,
+        dead_code_threshold=0.05,
+    ),
+    # The bundled default: ~2.5 M parameters, 4 × 1024 codes (2 kbit/s); trains on one GPU in minutes.
+    "tiny": AudioTokenizerConfig(channels=16, latent_dim=64),
+    # SoundStream's published encoder width (C = 32) with 4 × 1024 codes as in VideoPoet; ~9.8 M params.
+    # The paper does not state its codec's size; latent width 128 follows EnCodec/SoundStream practice.
+    "paper": AudioTokenizerConfig(channels=32, latent_dim=128),
+}
+
+
+# ---------------------------------------------------------------------------------------------- layers
+def _maybe_wn(conv: nn.Module, enabled: bool) -> nn.Module:
+    return parametrizations.weight_norm(conv) if enabled else conv
+
+
+class CausalConv1d(nn.Module):
+    """Conv1d padded on the left only: output j sees inputs < (j + 1)·stride; length L → L // stride."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, *, stride: int = 1, dilation: int = 1, wn: bool = True
+    ):
+        super().__init__()
+        self.pad = (kernel - 1) * dilation + 1 - stride
+        if self.pad < 0:
+            raise ValueError(f"kernel {kernel} (dilation {dilation}) is shorter than its stride {stride}")
+        self.conv = _maybe_wn(nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation), wn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(nn.functional.pad(x, (self.pad, 0)))
+
+
+class CausalConvTranspose1d(nn.Module):
+    """ConvTranspose1d (kernel 2·stride) trimmed on the right: length L → L·stride, causal."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, *, wn: bool = True):
+        super().__init__()
+        self.stride = stride
+        self.conv = _maybe_wn(nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride), wn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (B, C, (L + 1)·stride)
+        return y[..., : y.shape[-1] - self.stride]  # (B, C, L·stride)
+
+
+class ResidualUnit(nn.Module):
+    """x + Conv1x1(ELU(CausalConv_k,dilation(ELU(x)))) (SoundStream Fig. 2)."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, *, wn: bool = True):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ELU(),
+            CausalConv1d(channels, channels, kernel, dilation=dilation, wn=wn),
+            nn.ELU(),
+            CausalConv1d(channels, channels, 1, wn=wn),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class Encoder(nn.Module):
+    """wave (B, 1, N) → latents (B, D, N // hop)."""
+
+    def __init__(self, cfg: AudioTokenizerConfig):
+        super().__init__()
+        wn, k = cfg.weight_norm, cfg.kernel_size
+        ch = cfg.channels
+        layers: list[nn.Module] = [CausalConv1d(1, ch, k, wn=wn)]
+        for stride in cfg.strides:
+            layers += [ResidualUnit(ch, k, d, wn=wn) for d in cfg.dilations]
+            layers += [nn.ELU(), CausalConv1d(ch, 2 * ch, 2 * stride, stride=stride, wn=wn)]
+            ch *= 2
+        layers += [nn.ELU(), CausalConv1d(ch, cfg.latent_dim, 3, wn=wn)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.net(wave)
+
+
+class Decoder(nn.Module):
+    """latents (B, D, F) → wave (B, 1, F·hop) (unbounded; ``AudioTokenizer.decode`` clamps to [-1, 1])."""
+
+    def __init__(self, cfg: AudioTokenizerConfig):
+        super().__init__()
+        wn, k = cfg.weight_norm, cfg.kernel_size
+        ch = cfg.channels * 2 ** len(cfg.strides)
+        layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, ch, k, wn=wn)]
+        for stride in reversed(cfg.strides):
+            layers += [nn.ELU(), CausalConvTranspose1d(ch, ch // 2, stride, wn=wn)]
+            ch //= 2
+            layers += [ResidualUnit(ch, k, d, wn=wn) for d in cfg.dilations]
+        layers += [nn.ELU(), CausalConv1d(ch, 1, k, wn=wn)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.net(latents)
+
+
+# ---------------------------------------------------------------------------------------------- model
+class AudioTokenizerOutput(NamedTuple):
+    recon: torch.Tensor  # float (B, 1, F·hop): decoded audio, unclamped (compare with wave[..., :F·hop])
+    codes: torch.Tensor  # long (B, K, F)
+    commitment_loss: torch.Tensor  # scalar
+    num_levels: torch.Tensor  # long (B,): RVQ levels each example used (quantizer dropout)
+
+
+class AudioTokenizer(nn.Module):
+    """SoundStream codec: ``encode(wave) → codes``, ``decode(codes) → wave``; ``forward`` = training pass."""
+
+    def __init__(self, config: AudioTokenizerConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = Encoder(config)
+        self.quantizer = ResidualVQ(
+            dim=config.latent_dim,
+            num_levels=config.num_levels,
+            codebook_size=config.codebook_size,
+            decay=config.ema_decay,
+            dead_code_threshold=config.dead_code_threshold,
+            kmeans_iters=config.kmeans_iters,
+            dropout=config.quantizer_dropout,
+        )
+        self.decoder = Decoder(config)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name: str = "tiny", **overrides) -> AudioTokenizer:
+        if name not in PRESETS:
+            raise UserError(f"unknown audio tokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(dataclasses.replace(PRESETS[name], **overrides))
+
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    def num_frames(self, num_samples: int) -> int:
+        """Latent frames for ``num_samples`` audio samples: floor(N / hop) (34,000 → 106)."""
+        return int(num_samples) // self.hop
+
+    def num_samples(self, num_frames: int) -> int:
+        """Samples the decoder produces for ``num_frames`` frames: F · hop."""
+        return int(num_frames) * self.hop
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ training pass
+    def forward(self, wave: torch.Tensor, n_levels: int | None = None) -> AudioTokenizerOutput:
+        """wave (B, 1, N) → reconstruction of the first F·hop samples, codes, commitment loss.
+
+        In training mode the quantizer updates its codebooks and applies quantizer dropout.
+        """
+        self._check_wave(wave, check_values=False)
+        z = self.encoder(wave)  # (B, D, F)
+        q = self.quantizer(z, n_levels)
+        recon = self.decoder(q.quantized.to(z.dtype))  # (B, 1, F·hop)
+        return AudioTokenizerOutput(recon, q.codes, q.commitment_loss, q.num_levels)
+
+    # ------------------------------------------------------------------ public codec API
+    @torch.no_grad()
+    def encode(self, wave: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
+        """wave float (B, 1, N) in [-1, 1] at ``sample_rate`` → long codes (B, n_levels or K, N // hop)."""
+        self._check_wave(wave)
+        return self.quantizer.encode(self.encoder(wave.to(self._dtype())), n_levels)
+
+    def codes_to_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
+        """long codes (B, k, F), k ≤ K levels → latents (B, D, F): the sum of the first k levels' codes."""
+        return self.quantizer.decode(codes.to(self._device()))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """long codes (B, k, F), k ≤ K (fewer levels: lower bitrate) → float32 wave (B, 1, length), [-1, 1].
+
+        Without ``length`` the output has F·hop samples; with it the tail is zero-padded or cropped.
+        """
+        if length is not None and (not isinstance(length, int) or length < 0):
+            raise ValueError(f"length must be a non-negative int (samples), got {length!r}")
+        emb = self.codes_to_embeddings(codes).to(self._dtype())  # (B, D, F)
+        wave = self.decoder(emb).float().clamp(-1.0, 1.0)  # (B, 1, F·hop)
+        if length is not None:
+            n = wave.shape[-1]
+            wave = nn.functional.pad(wave, (0, length - n)) if length > n else wave[..., :length]
+        return wave
+
+    # ------------------------------------------------------------------ weights
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (optionally cast to ``dtype``, e.g. float16).
+
+        The codebooks' EMA statistics (training state) are left out; the code vectors are kept.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for key, value in self.state_dict().items():
+            if key.endswith((".cluster_size", ".embed_avg")):
+                continue
+            value = value.detach().to("cpu")
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            tensors[key] = value.contiguous()
+        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        payload = {"model_type": MODEL_TYPE, **dataclasses.asdict(self.config)}
+        (directory / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> AudioTokenizer:
+        """Load a directory written by ``save_pretrained``; weights are cast to ``dtype`` (float32)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        if not cfg_path.is_file() or not weights_path.is_file():
+            raise UserError(
+                f"{directory} is not an audio tokenizer directory: it needs config.json and model.safetensors"
+            )
+        raw = json.loads(cfg_path.read_text())
+        if raw.pop("model_type", MODEL_TYPE) != MODEL_TYPE:
+            raise UserError(f"{cfg_path} describes a different model type, not {MODEL_TYPE!r}")
+        fields = {f.name for f in dataclasses.fields(AudioTokenizerConfig)}
+        unknown = sorted(set(raw) - fields)
+        if unknown:
+            raise UserError(
+                f"{cfg_path}: unknown config key(s) {unknown}; was it written by a newer version?"
+            )
+        for key in ("strides", "dilations"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        model = cls(AudioTokenizerConfig(**raw))
+        state = load_file(str(weights_path))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        training_only = [k for k in missing if k.endswith((".cluster_size", ".embed_avg"))]
+        if unexpected or len(training_only) != len(missing):
+            raise UserError(
+                f"{weights_path} does not match its config: "
+                f"missing {sorted(set(missing) - set(training_only))}, unexpected {sorted(unexpected)}"
+            )
+        for level in model.quantizer.levels:  # fresh EMA statistics for fine-tuning: one vector per code
+            level.cluster_size.fill_(1.0)
+            level.embed_avg.copy_(level.embed)
+        return model.to(device=device, dtype=dtype).eval()
+
+    # ------------------------------------------------------------------ helpers
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_wave(self, wave: torch.Tensor, *, check_values: bool = True) -> None:
+        if not isinstance(wave, torch.Tensor):
+            raise ValueError(f"wave must be a torch tensor (B, 1, N), got {type(wave).__name__}")
+        if not wave.is_floating_point():
+            raise ValueError(
+                f"wave must be a float tensor in [-1, 1], got {wave.dtype}; divide int16 PCM by 32768"
+            )
+        if wave.ndim != 3 or wave.shape[1] != 1:
+            raise ValueError(
+                f"wave must have shape (B, 1, N) (batch, mono channel, samples), got {tuple(wave.shape)}; "
+                "use wave.unsqueeze(0) / .unsqueeze(1) or mix stereo down to mono"
+            )
+        if wave.shape[-1] < self.hop:
+            raise ValueError(
+                f"wave has {wave.shape[-1]} samples; the codec needs at least {self.hop} "
+                f"({1000 * self.hop / self.config.sample_rate:.0f} ms at {self.config.sample_rate} Hz), "
+                "one latent frame"
+            )
+        if check_values and wave.numel():
+            if not bool(torch.isfinite(wave).all()):
+                raise ValueError("wave contains NaN or inf samples")
+            peak = float(wave.abs().max())
+            if peak > 1.0 + INPUT_RANGE_TOLERANCE:
+                raise ValueError(
+                    f"wave peaks at {peak:.3g}; audio must lie in [-1, 1] (normalise or clip it first)"
+                )
