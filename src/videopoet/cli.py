@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=_positive_int, default=64, help="number of clips to evaluate")
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--device", default="auto")
+    p.add_argument("--frames", type=_positive_int, default=17, help="frames per clip (1 + 4k)")
+    p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
     p.add_argument("--out", default="eval_tokenizer", help="output prefix: writes OUT.json and OUT.md")
     p.set_defaults(handler="videopoet.eval.tokenizer:main")
     p = ev.add_parser("audio", help="audio codec: SI-SNR, mel distance, codebook usage, bitrate")
