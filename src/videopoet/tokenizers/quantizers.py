@@ -125,8 +125,8 @@ def _code_bits(g: int, device: torch.device) -> torch.Tensor:
 
 def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
     """Entropy in bits of Bernoulli(p), elementwise (0 at p ∈ {0, 1})."""
-    p = p.clamp(1e-12, 1 - 1e-12)
-    return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+    p = p.double()
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / math.log(2)
 
 
 # ======================================================================== RVQ (audio tokenizer)
