@@ -123,10 +123,13 @@ def _code_bits(g: int, device: torch.device) -> torch.Tensor:
     return ((codes >> torch.arange(g, device=device)) & 1).float()
 
 
+_LN2 = 0.6931471805599453  # ln 2: nats → bits
+
+
 def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
     """Entropy in bits of Bernoulli(p), elementwise (0 at p ∈ {0, 1})."""
     p = p.double()
-    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / math.log(2)
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / _LN2
 
 
 # ======================================================================== RVQ (audio tokenizer)
