@@ -309,3 +309,25 @@ def test_conform_clip_picks_nearest_frames_and_cuts_audio():
     )
     assert not silent.has_audio and silent.audio.shape == (8000,) and not silent.audio.any()
     assert silent.frames.shape == (4, 4, 4, 3)
+
+
+def test_display_rotation_is_applied(tmp_path):
+    """Phone videos store landscape pixels plus a display rotation; readers must return them upright."""
+    frames = np.zeros((3, 32, 64, 3), np.uint8)  # stored 64 wide x 32 tall
+    frames[:, :8, :8, 0] = 255  # red marker in the stored top-left corner
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=8)
+        v.width, v.height, v.pix_fmt = 64, 32, "yuv420p"
+        v.set_display_rotation(90)  # shown turned a quarter counter-clockwise
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+    data = media.read_video(path)
+    assert data.frames.shape == (3, 64, 32, 3)
+    # A counter-clockwise quarter turn carries the top-left corner to the bottom-left.
+    assert data.frames[0, -8:, :8, 0].mean() > 200 and data.frames[0, :8, :8, 0].mean() < 50
+    info = media.probe_video(path)
+    assert (info.width, info.height) == (32, 64)

@@ -272,6 +272,14 @@ def _header_duration(container, stream) -> float | None:
     return None
 
 
+def _upright(frame) -> np.ndarray:
+    """RGB array of a decoded frame as players show it: phone videos store a display rotation."""
+    img = frame.to_ndarray(format="rgb24")
+    # PyAV: degrees the display matrix turns the picture counter-clockwise; np.rot90 turns counter-clockwise.
+    quarter = int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(img, quarter)) if quarter else img
+
+
 def read_video(
     src: Source,
     *,
@@ -327,7 +335,7 @@ def read_video(
                         video_done = True
                         break
                     if t >= start - eps:
-                        frames.append(frame.to_ndarray(format="rgb24"))
+                        frames.append(_upright(frame))
                         times.append(t)
                 else:
                     t = (frame.time - origin) if frame.time is not None else None
