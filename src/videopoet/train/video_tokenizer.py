@@ -67,6 +67,7 @@ class VideoTokenizerTrainConfig:
     num_workers: int = 8  # DataLoader worker processes (synthetic clips render on the fly in numpy)
     max_steps: int = 3000  # total optimizer steps (the LR schedule spans these)
     max_minutes: float = 0.0  # wall-clock budget; stop cleanly with a checkpoint when spent (0 = none)
+    stop_after: int = 0  # stop (checkpointed, resumable) after this many steps in one invocation (0 = off)
     lr: float = 3e-4  # peak learning rate (tokenizer and discriminator)
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     weight_decay: float = 0.0  # AdamW weight decay
@@ -527,6 +528,7 @@ def train(cfg: VideoTokenizerTrainConfig, *, resume: bool = False, progress: boo
             disable=not sys.stderr.isatty(),
         )
     stopped_early = False
+    first_step = trainer.step
     t_last, clips_since = time.time(), 0
     for batch, skipped in loader:
         for reason in skipped:
@@ -554,6 +556,12 @@ def train(cfg: VideoTokenizerTrainConfig, *, resume: bool = False, progress: boo
             trainer.preview(preview)
         if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.max_steps:
             trainer.save()
+        if cfg.stop_after and trainer.step - first_step >= cfg.stop_after and trainer.step < cfg.max_steps:
+            log.info(
+                "stop_after=%d steps reached at step %d; continue with --resume", cfg.stop_after, trainer.step
+            )
+            stopped_early = True
+            break
         if cfg.max_minutes and (time.time() - t0) / 60 >= cfg.max_minutes and trainer.step < cfg.max_steps:
             log.info(
                 "max_minutes=%s spent at step %d: checkpointing; continue with --resume",
