@@ -38,7 +38,53 @@ MOTIONS: tuple[str, ...] = (
 
 BACKGROUNDS: tuple[str, ...] = ("solid", "gradient", "stripes", "noise")
 
+# Background colours: dark and mid tones, all desaturated and darker than every object colour (max channel
+# <= 112, objects have a channel >= 200), so object pixels separate from the background by colour alone.
+# Two-colour backgrounds (gradient, stripes, noise) blend one dark tone with one mid tone (contrast ~60
+# levels: visible texture, soft enough for a small tokenizer); solid backgrounds use any one tone.
+BACKGROUND_DARK: dict[str, tuple[int, int, int]] = {
+    "charcoal": (30, 30, 34),
+    "navy": (24, 30, 62),
+    "forest": (24, 52, 36),
+    "maroon": (58, 26, 30),
+}
+BACKGROUND_MID: dict[str, tuple[int, int, int]] = {
+    "slate": (86, 94, 110),
+    "sand": (112, 100, 78),
+    "sage": (84, 104, 86),
+    "mauve": (104, 84, 104),
+}
+
 CAMERAS: tuple[str, ...] = ("static", "pan left", "pan right", "pan up", "pan down", "zoom in", "zoom out")
+
+# Caption vocabulary: every attribute value has paraphrases; a caption uses one phrase per attribute.
+# Sizes, colours and shapes are always named by their own word. An empty camera phrase = not mentioned.
+MOTION_PHRASES: dict[str, tuple[str, ...]] = {
+    "moving left": ("moving left", "sliding to the left", "drifting left"),
+    "moving right": ("moving right", "sliding to the right", "drifting right"),
+    "moving up": ("moving up", "rising", "drifting upward"),
+    "moving down": ("moving down", "sinking", "drifting downward"),
+    "bouncing": ("bouncing", "bouncing off the walls", "bouncing around"),
+    "rotating": ("rotating", "spinning", "turning in place"),
+    "growing": ("growing", "getting bigger", "expanding"),
+    "shrinking": ("shrinking", "getting smaller", "contracting"),
+    "static": ("static", "standing still", "not moving"),
+}
+BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
+    "solid": ("plain", "solid", "uniform"),
+    "gradient": ("gradient", "smoothly shaded", "softly graded"),
+    "stripes": ("striped", "diagonally striped", "stripy"),
+    "noise": ("mottled", "noisy textured", "cloudy"),
+}
+CAMERA_PHRASES: dict[str, tuple[str, ...]] = {
+    "static": ("", "static camera", "the camera is still"),
+    "pan left": ("camera pans left", "the camera pans left", "panning left"),
+    "pan right": ("camera pans right", "the camera pans right", "panning right"),
+    "pan up": ("camera pans up", "the camera pans up", "panning up"),
+    "pan down": ("camera pans down", "the camera pans down", "panning down"),
+    "zoom in": ("camera zooms in", "the camera zooms in", "zooming in"),
+    "zoom out": ("camera zooms out", "the camera zooms out", "zooming out"),
+}
 
 # Compositions that never occur in split="train" and make up split="heldout": each entry is a partial
 # object description; an object matches when every key/value of the entry equals its attribute.
@@ -51,6 +97,16 @@ HELDOUT_COMPOSITIONS: tuple[dict[str, str], ...] = (
     {"shape": "diamond", "motion": "rotating"},
     {"color": "green", "motion": "growing"},
 )
+
+
+# Compositions that never occur in either split: a rotating circle looks exactly like a static one (the
+# renderer's shading rotates with the object, but too faintly to name the motion), so captions would lie.
+EXCLUDED_COMPOSITIONS: tuple[dict[str, str], ...] = ({"shape": "circle", "motion": "rotating"},)
+
+
+def is_excluded_object(obj: dict[str, str]) -> bool:
+    """True when the object matches a composition the world never renders (see EXCLUDED_COMPOSITIONS)."""
+    return any(all(obj.get(k) == v for k, v in combo.items()) for combo in EXCLUDED_COMPOSITIONS)
 
 
 def is_heldout_object(obj: dict[str, str]) -> bool:
