@@ -396,7 +396,7 @@ def _place_objects(objects, cam, s, width, height) -> list[_Track]:
     short = min(width, height)
     tracks: list[_Track] = []
     zoom = _camera_zoom(cam, s)
-    for k, obj in enumerate(objects):
+    for obj in objects:
         base = SIZES[obj.size] * short
         x, y, ok = _candidate_tracks(obj, cam, s, base, width, height)
         radius = _object_radius(obj, s, base) * zoom
@@ -529,60 +529,88 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     return (h >> np.uint32(8)).astype(np.float32) / np.float32(1 << 24)
 
 
+_STRIPE_LUT_SIZE = 4096
+_STRIPE_SHARPNESS = 2.5  # soft square wave: flat bands with smooth edges
+_STRIPE_LUT = (
+    0.5
+    + 0.5
+    * np.tanh(_STRIPE_SHARPNESS * np.sin(2 * np.pi * np.arange(_STRIPE_LUT_SIZE + 1) / _STRIPE_LUT_SIZE))
+    / math.tanh(_STRIPE_SHARPNESS)
+).astype(np.float32)
+
+
+def _lattice_weights(g: np.ndarray, origin: int, n: int) -> np.ndarray:
+    """(F, P) lattice coordinates -> (F, P, n) smoothstep interpolation weights onto lattice nodes."""
+    g0 = np.floor(g)
+    f = g - g0
+    f = f * f * (3 - 2 * f)  # smoothstep: no creases at cell borders
+    j = (g0 - origin).astype(np.intp)
+    w = np.zeros((*g.shape, n), np.float32)
+    np.put_along_axis(w, j[..., None], (1 - f)[..., None].astype(np.float32), axis=-1)
+    np.put_along_axis(w, j[..., None] + 1, f[..., None].astype(np.float32), axis=-1)
+    return w
+
+
 def _background_level(bg: dict, wx: np.ndarray, wy: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Blend weight in [0, 1] between the background's two colours at world points (wx, wy)."""
+    """Blend weight (F, H, W) in [0, 1] between the background's two colours.
+
+    The camera only pans and zooms (no rotation), so world x depends on (frame, column) and world y on
+    (frame, row): wx is (F, W), wy is (F, H), and every pattern is evaluated separably.
+    """
     short = min(width, height)
     kind = bg["kind"]
     if kind == "gradient":
         a = math.radians(bg["angle_deg"])
         span = math.hypot(width, height)
-        proj = (wx - (width - 1) / 2) * math.cos(a) + (wy - (height - 1) / 2) * math.sin(a)
-        return np.clip(0.5 + proj / span, 0.0, 1.0)
+        px = (wx - (width - 1) / 2) * (math.cos(a) / span)  # (F, W)
+        py = (wy - (height - 1) / 2) * (math.sin(a) / span)  # (F, H)
+        return np.clip(0.5 + py[:, :, None] + px[:, None, :], 0.0, 1.0)
     if kind == "stripes":
         a = math.radians(bg["angle_deg"])
         period = max(bg["period_frac"] * short, MIN_TEXTURE_PX)
-        phase = (wx * math.cos(a) + wy * math.sin(a)) / period + bg["phase"]
-        sharp = 2.5  # soft square wave: flat bands with smooth edges
-        return 0.5 + 0.5 * np.tanh(sharp * np.sin(2 * math.pi * phase)) / math.tanh(sharp)
+        px = wx * (math.cos(a) / period) + bg["phase"]  # (F, W) phase in periods
+        py = wy * (math.sin(a) / period)  # (F, H)
+        phase = py[:, :, None] + px[:, None, :]  # (F, H, W)
+        idx = ((phase - np.floor(phase)) * _STRIPE_LUT_SIZE).astype(np.intp)
+        return _STRIPE_LUT[idx]
     if kind == "noise":
         cell = max(bg["cell_frac"] * short, MIN_TEXTURE_PX)
         gx, gy = wx / cell, wy / cell
-        x0, y0 = np.floor(gx), np.floor(gy)
-        ix0, iy0 = int(x0.min()), int(y0.min())
-        nx, ny = int(x0.max()) - ix0 + 2, int(y0.max()) - iy0 + 2
+        ix0, iy0 = int(np.floor(gx.min())), int(np.floor(gy.min()))
+        nx, ny = int(np.floor(gx.max())) - ix0 + 2, int(np.floor(gy.max())) - iy0 + 2
         lat = _hash01(*np.meshgrid(np.arange(nx) + ix0, np.arange(ny) + iy0, indexing="xy"), bg["noise_seed"])
-        fx, fy = gx - x0, gy - y0
-        fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)  # smoothstep: no creases at cell borders
-        jx, jy = (x0 - ix0).astype(np.intp), (y0 - iy0).astype(np.intp)
-        top = lat[jy, jx] * (1 - fx) + lat[jy, jx + 1] * fx
-        bot = lat[jy + 1, jx] * (1 - fx) + lat[jy + 1, jx + 1] * fx
-        v = top * (1 - fy) + bot * fy
+        wxm = _lattice_weights(gx, ix0, nx)  # (F, W, nx)
+        wym = _lattice_weights(gy, iy0, ny)  # (F, H, ny)
+        v = wym @ lat @ wxm.transpose(0, 2, 1)  # (F, H, ny) @ (ny, nx) @ (F, nx, W) -> (F, H, W)
         return np.clip(0.5 + 1.6 * (v - 0.5), 0.0, 1.0)  # stretch: value noise bunches around 0.5
     raise AssertionError(kind)
 
 
 def _render_background(bg, cam, s, width, height) -> np.ndarray:
-    """float32 (T, H, W, 3) background as seen by the camera."""
+    """float32 (T, H, W, 3) background as seen by the camera (a fresh, writable array)."""
     frames = s.shape[0]
     cols = np.asarray(bg["colors"], np.float32)
+    out = np.empty((frames, height, width, 3), np.float32)
     if bg["kind"] == "solid":
-        return np.broadcast_to(cols[0], (frames, height, width, 3)).astype(np.float32)
+        out[...] = cols[0]
+        return out
     cx, cy = (width - 1) / 2, (height - 1) / 2
-    xs = np.arange(width, dtype=np.float32)
-    ys = np.arange(height, dtype=np.float32)
+    xs = np.arange(width, dtype=np.float64)
+    ys = np.arange(height, dtype=np.float64)
     if cam.motion == "static":
-        level = _background_level(bg, xs[None, :], ys[:, None], width, height)[None]  # (1, H, W)
-        level = np.broadcast_to(level, (1, height, width))
+        wx, wy = xs[None, :], ys[None, :]  # (1, W), (1, H)
     else:
-        zoom = _camera_zoom(cam, s).astype(np.float32)[:, None, None]
+        zoom = _camera_zoom(cam, s)[:, None]
         px, py = _camera_offset(cam, s, width, height)
-        wx = cx + px.astype(np.float32)[:, None, None] + (xs[None, None, :] - cx) / zoom  # (T, 1, W)
-        wy = cy + py.astype(np.float32)[:, None, None] + (ys[None, :, None] - cy) / zoom  # (T, H, 1)
-        wx, wy = np.broadcast_arrays(wx, wy)
-        level = _background_level(bg, wx, wy, width, height)  # (T, H, W)
-    level = level.astype(np.float32)[..., None]
-    out = cols[0] + (cols[1] - cols[0]) * level
-    return np.broadcast_to(out, (frames, height, width, 3)).astype(np.float32)
+        wx = cx + px[:, None] + (xs[None, :] - cx) / zoom  # (T, W)
+        wy = cy + py[:, None] + (ys[None, :] - cy) / zoom  # (T, H)
+    level = _background_level(bg, wx, wy, width, height).astype(np.float32)[..., None]  # (F, H, W, 1)
+    if level.shape[0] == frames:
+        np.multiply(level, cols[1] - cols[0], out=out)
+    else:  # static camera: one picture for every frame
+        out[...] = level * (cols[1] - cols[0])
+    out += cols[0]
+    return out
 
 
 def _background_flow(cam, s, width, height) -> np.ndarray:
@@ -627,7 +655,8 @@ def _raster_object(obj: _Object, track: _Track, width: int, height: int) -> _Obj
     qy = (-sin * dx + cos * dy) / rad
     sd = SHAPE_SDF[obj.shape](qx, qy) * rad  # signed distance in pixels
     cov_box = np.clip(0.5 - sd, 0.0, 1.0).astype(np.float32)
-    shade = 1.0 + SHADING * np.clip(qx / SHAPE_EXTENT[obj.shape], -1.0, 1.0)
+    # lit from the top left, painted on the object: turns, scales and moves with it
+    shade = 1.0 + SHADING * np.clip((qy - qx) / (math.sqrt(2) * SHAPE_EXTENT[obj.shape]), -1.0, 1.0)
     color = np.asarray(COLORS[obj.color], np.float32) * shade[..., None].astype(np.float32)
     coverage = np.zeros((frames, height, width), np.float32)
     for t in range(frames):
@@ -763,7 +792,7 @@ def render_clip(
     tracks = _place_objects(objects, camera, s, width, height)
 
     # pictures: background, then objects back to front
-    canvas = _render_background(background, camera, s, width, height).copy()  # (T, H, W, 3)
+    canvas = _render_background(background, camera, s, width, height)  # (T, H, W, 3)
     rasters = [_raster_object(o, tr, width, height) for o, tr in zip(objects, tracks)]
     solid = np.stack([r.coverage >= 0.5 for r in rasters])  # (K, T, H, W)
     masks = solid.copy()
@@ -795,7 +824,8 @@ def render_clip(
                 full, loc = _paste(t, r.box, side, width, height)
                 m = masks[k, t][full]
                 flow[t][full][m] = np.stack([fx[t][loc][m], fy[t][loc][m]], -1)
-    frames_u8 = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    # every pixel is a convex blend of colours in [0, 255]: rounding is enough
+    frames_u8 = np.rint(canvas, out=canvas).astype(np.uint8)
 
     events = []
     for k, obj in enumerate(objects):
