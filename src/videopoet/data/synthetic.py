@@ -530,7 +530,7 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
 
 
 _STRIPE_LUT_SIZE = 4096
-_STRIPE_SHARPNESS = 2.5  # soft square wave: flat bands with smooth edges
+_STRIPE_SHARPNESS = 1.8  # soft square wave: flat bands with smooth edges (no hard steps)
 _STRIPE_LUT = (
     0.5
     + 0.5
@@ -582,18 +582,19 @@ def _background_level(bg: dict, wx: np.ndarray, wy: np.ndarray, width: int, heig
         wxm = _lattice_weights(gx, ix0, nx)  # (F, W, nx)
         wym = _lattice_weights(gy, iy0, ny)  # (F, H, ny)
         v = wym @ lat @ wxm.transpose(0, 2, 1)  # (F, H, ny) @ (ny, nx) @ (F, nx, W) -> (F, H, W)
-        return np.clip(0.5 + 1.6 * (v - 0.5), 0.0, 1.0)  # stretch: value noise bunches around 0.5
+        return np.clip(0.5 + 1.4 * (v - 0.5), 0.0, 1.0)  # stretch: value noise bunches around 0.5
     raise AssertionError(kind)
 
 
+_LEVELS = 1024  # background blend weights are quantised this finely (far below one colour level)
+
+
 def _render_background(bg, cam, s, width, height) -> np.ndarray:
-    """float32 (T, H, W, 3) background as seen by the camera (a fresh, writable array)."""
+    """uint8 (T, H, W, 3) background as seen by the camera (a fresh, writable array)."""
     frames = s.shape[0]
     cols = np.asarray(bg["colors"], np.float32)
-    out = np.empty((frames, height, width, 3), np.float32)
     if bg["kind"] == "solid":
-        out[...] = cols[0]
-        return out
+        return np.broadcast_to(cols[0].astype(np.uint8), (frames, height, width, 3)).copy()
     cx, cy = (width - 1) / 2, (height - 1) / 2
     xs = np.arange(width, dtype=np.float64)
     ys = np.arange(height, dtype=np.float64)
@@ -604,12 +605,14 @@ def _render_background(bg, cam, s, width, height) -> np.ndarray:
         px, py = _camera_offset(cam, s, width, height)
         wx = cx + px[:, None] + (xs[None, :] - cx) / zoom  # (T, W)
         wy = cy + py[:, None] + (ys[None, :] - cy) / zoom  # (T, H)
-    level = _background_level(bg, wx, wy, width, height).astype(np.float32)[..., None]  # (F, H, W, 1)
-    if level.shape[0] == frames:
-        np.multiply(level, cols[1] - cols[0], out=out)
-    else:  # static camera: one picture for every frame
-        out[...] = level * (cols[1] - cols[0])
-    out += cols[0]
+    level = _background_level(bg, wx, wy, width, height)  # (F, H, W) in [0, 1], F = T or 1
+    # colours through a lookup table: one uint8 gather instead of float passes over (T, H, W, 3)
+    lut = np.rint(cols[0] + (cols[1] - cols[0]) * np.linspace(0.0, 1.0, _LEVELS + 1)[:, None]).astype(
+        np.uint8
+    )
+    out = lut[(level * _LEVELS + 0.5).astype(np.intp)]  # (F, H, W, 3)
+    if out.shape[0] != frames:  # static camera: one picture for every frame
+        out = np.broadcast_to(out, (frames, height, width, 3)).copy()
     return out
 
 
@@ -792,7 +795,7 @@ def render_clip(
     tracks = _place_objects(objects, camera, s, width, height)
 
     # pictures: background, then objects back to front
-    canvas = _render_background(background, camera, s, width, height)  # (T, H, W, 3)
+    canvas = _render_background(background, camera, s, width, height)  # uint8 (T, H, W, 3)
     rasters = [_raster_object(o, tr, width, height) for o, tr in zip(objects, tracks)]
     solid = np.stack([r.coverage >= 0.5 for r in rasters])  # (K, T, H, W)
     masks = solid.copy()
@@ -807,7 +810,8 @@ def render_clip(
         for t in range(frames):
             full, loc = _paste(t, r.box, side, width, height)
             a_t = a[t][full]
-            canvas[t][full] = canvas[t][full] * (1.0 - a_t) + r.color[t][loc] * a_t
+            blend = canvas[t][full] * (1.0 - a_t) + r.color[t][loc] * a_t
+            canvas[t][full] = np.rint(blend)  # convex blend of colours in [0, 255]: no clipping needed
         depth[masks[k]] = 1.0 + objects[k].depth
         if frames > 1:
             # a point at local q moves to c' + radius' * R(angle') q
@@ -824,8 +828,7 @@ def render_clip(
                 full, loc = _paste(t, r.box, side, width, height)
                 m = masks[k, t][full]
                 flow[t][full][m] = np.stack([fx[t][loc][m], fy[t][loc][m]], -1)
-    # every pixel is a convex blend of colours in [0, 255]: rounding is enough
-    frames_u8 = np.rint(canvas, out=canvas).astype(np.uint8)
+    frames_u8 = canvas
 
     events = []
     for k, obj in enumerate(objects):
