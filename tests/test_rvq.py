@@ -6,6 +6,15 @@ import torch
 from videopoet.tokenizers.quantizers import ResidualVQ
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These models are tiny: one thread is as fast as two on an idle CPU and far faster on a busy one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _rvq(**kw):
     args = dict(dim=8, num_levels=3, codebook_size=16, decay=0.9, dead_code_threshold=0.5, kmeans_iters=5)
     args.update(kw)

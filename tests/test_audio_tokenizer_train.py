@@ -1,0 +1,215 @@
+"""Audio codec training: exact resume, the loss-explosion guard, CLI train + eval end to end, metrics."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from videopoet import cli
+from videopoet.eval.audio import detect_clicks, event_times
+from videopoet.eval.metrics import (
+    mel_filterbank,
+    mel_to_hz,
+    multiscale_mel_distance,
+    rvq_codebook_usage,
+    si_snr,
+)
+from videopoet.train.audio_tokenizer import (
+    EXIT_GUARD_STOP,
+    AudioTrainConfig,
+    AudioTrainer,
+    GuardFailure,
+    read_wav,
+    write_wav,
+)
+from videopoet.train.common import read_jsonl
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These models are tiny: one thread is as fast as two on an idle CPU and far faster on a busy one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = dict(
+        out_dir=str(tmp_path / name),
+        preset="debug",
+        steps=4,
+        batch_size=2,
+        segment_samples=1600,
+        val_clips=1,
+        disc_start=2,
+        disc_channels=4,
+        ckpt_every=2,
+        log_every=1,
+        eval_every=0,
+        sample_every=0,
+        warmup_steps=2,
+    )
+    base.update(kw)
+    return AudioTrainConfig(**base)
+
+
+def _losses(run_dir):
+    return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r}
+
+
+def test_resume_gives_identical_losses(tmp_path):
+    straight = AudioTrainer(_cfg(tmp_path, "a"), progress=False)
+    assert straight.run() == 0
+    AudioTrainer(_cfg(tmp_path, "b", stop_after_steps=2), progress=False).run()
+    assert not (tmp_path / "b" / "final").exists()  # paused, not finished
+    assert AudioTrainer(_cfg(tmp_path, "b"), resume=True, progress=False).run() == 0
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert set(a) == {1, 2, 3, 4} and a == b  # steps 3-4 (with the GAN on) match bit for bit
+    wa = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert wa["quantizer.levels.0.embed"].dtype == torch.float16  # shipped weights are fp16
+
+
+def test_guard_rolls_back_after_nan_and_continues(tmp_path):
+    trainer = AudioTrainer(_cfg(tmp_path, steps=5, debug_nan_steps=(3,)), progress=False)
+    assert trainer.run() == 0
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    events = [r for r in rows if "event" in r]
+    failure = next(r for r in events if r["event"] == "guard_failure")
+    assert failure["failed_step"] == 3 and "non-finite loss" in failure["reason"]
+    rollback = next(r for r in events if r["event"] == "guard_rollback")
+    assert rollback["checkpoint"] == "step_00000002" and rollback["lr_scale"] == 0.5
+    assert rollback["data_offset"] == 2  # the replay skips the data of the failed step
+    trained = [r for r in rows if "loss" in r]
+    assert all(math.isfinite(r["loss"]) for r in trained)
+    assert trained[-1]["step"] == 5 and trained[-1]["lr_scale"] == 0.5
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("step_*"):
+        for group in ("model", "ema", "disc"):
+            for v in load_file(str(ckpt / f"{group}.safetensors")).values():
+                assert not v.is_floating_point() or torch.isfinite(v).all()
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_guard_stops_cleanly_after_repeated_failures(tmp_path):
+    cfg = _cfg(tmp_path, steps=6, debug_nan_steps=(1, 2, 3), guard_max_failures=2, disc_start=100)
+    trainer = AudioTrainer(cfg, progress=False)
+    assert trainer.run() == EXIT_GUARD_STOP
+    events = [r["event"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "event" in r]
+    assert events.count("guard_failure") == 2 and events[-1] == "guard_stop"
+    assert not (tmp_path / "run" / "final").exists()
+    # never a checkpoint of non-finite weights; and a poisoned model refuses to be saved
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    trainer.step = 99
+    with pytest.raises(GuardFailure, match="non-finite"):
+        trainer._save()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == before
+
+
+def test_guard_detects_a_sustained_jump(tmp_path):
+    trainer = AudioTrainer(_cfg(tmp_path, guard_window=10, guard_patience=2), progress=False)
+    for _ in range(10):
+        trainer._check({"loss": 1.0, "mel": 1.0})
+    trainer._check({"loss": 9.0, "mel": 9.0})  # one spike is tolerated ...
+    trainer._check({"loss": 1.0, "mel": 1.0})  # ... and forgotten by a normal step
+    trainer._check({"loss": 9.0, "mel": 9.0})
+    with pytest.raises(GuardFailure, match="recent median"):
+        trainer._check({"loss": 9.0, "mel": 9.0})
+
+
+def test_cli_train_then_eval_end_to_end(tmp_path):
+    toml = tmp_path / "audio.toml"
+    toml.write_text(
+        f'out_dir = "{(tmp_path / "cli").as_posix()}"\npreset = "debug"\nsteps = 3\nbatch_size = 2\n'
+        "segment_samples = 1600\nval_clips = 1\ndisc_start = 1\ndisc_channels = 4\nckpt_every = 2\n"
+        "eval_every = 2\nsample_every = 2\n"
+    )
+    assert cli.main(["train", "audio-tokenizer", "--config", str(toml), "--set", "log_every=1"]) == 0
+    run = tmp_path / "cli"
+    assert (run / "final" / "config.json").is_file() and (run / "final" / "train_eval.json").is_file()
+    assert sorted(p.name for p in (run / "samples").glob("*.wav"))[:1] == ["step_00000002_val0.wav"]
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert any(r.get("event") == "eval" and "val_si_snr" in r for r in rows)
+    assert any("adv" in r and "feat" in r for r in rows)  # the GAN switched on after disc_start
+    out = tmp_path / "report"
+    argv = ["eval", "audio", "--model", str(run / "final"), "--data", "synthetic:heldout:3", "--num", "3"]
+    assert cli.main(argv + ["--batch-size", "2", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["clips"] == 3 and report["bitrate_bps"] == 4 * 6 * 50  # debug: 4 levels × 64 codes
+    assert len(report["codebook_usage"]) == 4 and 0 < report["codebook_usage"][0] <= 1
+    assert set(report["si_snr_db_by_levels"]) == {"1", "2", "3", "4"}
+    assert report["bounce_clicks"]["original"]["detection_rate"] == 1.0  # heldout:3 has bounces
+    assert out.with_suffix(".md").read_text().startswith("# Audio codec evaluation")
+    # a bad --resume / out_dir is a one-line user error, not a traceback
+    assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def test_si_snr_known_values():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(3, 8000, generator=g)
+    ref = ref - ref.mean(-1, keepdim=True)
+    noise = torch.randn(3, 8000, generator=g)
+    noise = noise - noise.mean(-1, keepdim=True)
+    noise = noise - (noise * ref).sum(-1, keepdim=True) / ref.pow(2).sum(-1, keepdim=True) * ref  # ⟂ ref
+    noise = noise / noise.norm(dim=-1, keepdim=True) * ref.norm(dim=-1, keepdim=True) * 10 ** (-20 / 20)
+    torch.testing.assert_close(si_snr(ref + noise, ref), torch.full((3,), 20.0, dtype=torch.float64))
+    torch.testing.assert_close(si_snr(0.3 * (ref + noise) + 0.1, ref), si_snr(ref + noise, ref))  # invariant
+    assert float(si_snr(-ref, ref).min()) > 60  # a sign flip is a scale of −1
+
+
+def test_mel_filterbank_is_a_partition_of_unity():
+    fb = mel_filterbank(1024, 40, 16000)
+    assert fb.shape == (40, 513) and fb.min() >= 0 and fb.max() <= 1
+    points = mel_to_hz(torch.linspace(0, 2595 * math.log10(1 + 8000 / 700), 42))
+    freqs = torch.linspace(0, 8000, 513)
+    inside = (freqs >= points[1]) & (freqs <= points[-2])
+    torch.testing.assert_close(fb.sum(0)[inside], torch.ones(int(inside.sum())), atol=1e-5, rtol=0)
+    # filter 20 peaks at the bin nearest its centre frequency
+    assert abs(float(freqs[fb[20].argmax()]) - float(points[21])) <= 8000 / 512
+
+
+def test_mel_distance_and_usage():
+    t = torch.arange(16000) / 16000
+    a = torch.sin(2 * math.pi * 440 * t)[None, None]
+    assert float(multiscale_mel_distance(a, a)) == 0
+    near = multiscale_mel_distance(a * 0.9, a)
+    far = multiscale_mel_distance(torch.sin(2 * math.pi * 1000 * t)[None, None], a)
+    assert 0 < float(near) < float(far)
+    codes = torch.tensor([[[0, 1, 2, 3], [5, 5, 5, 5]]])  # level 1: 4 codes uniformly; level 2: one code
+    usage = rvq_codebook_usage(codes, 8)
+    assert usage[0]["usage"] == 0.5 and usage[0]["entropy_bits"] == pytest.approx(2.0)
+    assert usage[1]["usage"] == 0.125 and usage[1]["entropy_bits"] == pytest.approx(0.0)
+
+
+def test_click_detector_on_world_clips_and_lowpassed_audio():
+    from videopoet.data.datasets import ClipFormat, SyntheticDataset
+
+    ds = SyntheticDataset(split="heldout", fmt=ClipFormat(width=16, height=16))
+    samples = [s for s in (ds[i] for i in range(6)) if event_times(s)][:2]
+    assert samples, "the held-out split should contain bouncing objects"
+    for s in samples:
+        check = detect_clicks(s.audio, 16000, event_times(s))
+        assert check.hits == check.events > 0 and check.false_alarms == 0
+        # Remove everything above 4 kHz: the voices survive, the clicks' high band does not.
+        spec = np.fft.rfft(s.audio)
+        spec[np.fft.rfftfreq(len(s.audio), 1 / 16000) > 4000] = 0
+        dull = np.fft.irfft(spec, len(s.audio)).astype(np.float32)
+        assert detect_clicks(dull, 16000, event_times(s)).hits == 0
+    # a click added at the wrong time is a false alarm, not a hit
+    quiet = np.zeros(34000, np.float32)
+    quiet[30000:30200] = np.random.default_rng(0).uniform(-0.5, 0.5, 200)
+    check = detect_clicks(quiet, 16000, [0.5])
+    assert check.hits == 0 and check.false_alarms == 1
+
+
+def test_wav_round_trip(tmp_path):
+    x = np.sin(np.linspace(0, 100, 4000)).astype(np.float32) * 0.8
+    y, sr = read_wav(write_wav(tmp_path / "a.wav", x, 16000))
+    assert sr == 16000 and np.abs(x - y).max() < 1e-4
