@@ -71,6 +71,7 @@ CAMERA_GAIN_MIN = 0.15  # a camera move must explain this fraction of the static
 # Stripes are 1-D: a pan along x and one along y can shift them identically, at different speeds. The
 # family whose speed is nearer the world's own then wins: score = residual/static + this × |log(speed ratio)|.
 CAMERA_MAGNITUDE_WEIGHT = 0.5
+CAMERA_TIE = 0.15  # pan scores closer than this are a tie that the objects' world tracks break
 TEXTURED = ("stripes", "noise")  # backgrounds on which a camera move is visible
 CLICK_BAND_HZ = 6500.0  # clicks are detected above this frequency (voices stay below 0.38·16 kHz)
 CLICK_MIN_GAP_S = 0.05  # onsets closer than this are one event
@@ -255,7 +256,8 @@ def _classify_shape(mag: np.ndarray, compact: float) -> str:
 
     On clean renders (300 clips): star |M5| ≈ 1.6 (others < 0.2); triangle |M3| ≈ 0.8 (others < 0.1);
     diamond |M2| ≈ 0.44 (others < 0.07); square |M4| ≈ 0.60 with compactness 0.95, cross |M4| ≈ 0.77
-    with compactness 0.85 (blur and codecs push both towards the circle); circle: every |Mm| < 0.08, compactness ≈ 1. Thresholds sit between them.
+    with compactness 0.85 (blur and codecs push both towards the circle); circle: every |Mm| < 0.08,
+    compactness ≈ 1. Thresholds sit between them.
     """
     m2, m3, m4, m5, _ = mag
     if m5 > 0.5:
@@ -287,6 +289,7 @@ class CameraEstimate:
     pan_y: float  # fraction of the height (+ = the view moves down)
     log_zoom: float  # log zoom at the end of the clip
     residuals: dict[str, float]  # mean squared background residual per hypothesis
+    alternative: CameraEstimate | None = None  # the other pan axis when the background cannot tell them apart
 
 
 def _camera_families(gray: np.ndarray, valid: np.ndarray) -> CameraEstimate:
@@ -359,19 +362,24 @@ def _camera_families(gray: np.ndarray, valid: np.ndarray) -> CameraEstimate:
         if magnitude >= minimum and 1.0 - relative >= CAMERA_GAIN_MIN:
             score = relative + CAMERA_MAGNITUDE_WEIGHT * abs(math.log(magnitude / nominal))
             candidates.append((score, family))
-    motion = "static"
-    if candidates:
-        family = min(candidates)[1]
+
+    def estimate(family: str | None) -> CameraEstimate:
+        if family is None:
+            return CameraEstimate("static", 0.0, 0.0, 0.0, residuals)
         if family == "x":
-            motion = "pan right" if pan_x > 0 else "pan left"
-        elif family == "y":
-            motion = "pan down" if pan_y > 0 else "pan up"
-        else:
-            motion = "zoom in" if log_zoom > 0 else "zoom out"
-    px = pan_x if motion in ("pan left", "pan right") else 0.0
-    py = pan_y if motion in ("pan up", "pan down") else 0.0
-    lz = log_zoom if motion.startswith("zoom") else 0.0
-    return CameraEstimate(motion, px, py, lz, residuals)
+            return CameraEstimate("pan right" if pan_x > 0 else "pan left", pan_x, 0.0, 0.0, residuals)
+        if family == "y":
+            return CameraEstimate("pan down" if pan_y > 0 else "pan up", 0.0, pan_y, 0.0, residuals)
+        return CameraEstimate("zoom in" if log_zoom > 0 else "zoom out", 0.0, 0.0, log_zoom, residuals)
+
+    if not candidates:
+        return estimate(None)
+    candidates.sort()
+    best = estimate(candidates[0][1])
+    pans = [c for c in candidates if c[1] in ("x", "y")]
+    if len(pans) == 2 and abs(pans[0][0] - pans[1][0]) < CAMERA_TIE and candidates[0][1] != "z":
+        best.alternative = estimate(pans[1][1] if pans[0][1] == candidates[0][1] else pans[0][1])
+    return best
 
 
 # ================================================================ background
@@ -442,7 +450,6 @@ def judge_clip(
     """Recover objects (colour, shape, size, motion), background, camera and bounce events of a clip."""
     frames = _check_frames(frames)
     t_count, h, w, _ = frames.shape
-    short = min(h, w)
     labels = palette_labels(frames)  # (T, H, W)
 
     # Objects: colours with a solid blob in most frames; keep the MAX_OBJECTS largest.
@@ -463,81 +470,24 @@ def judge_clip(
     else:  # a featureless background shows no camera motion (the world only moves the camera over texture)
         camera = CameraEstimate("static", 0.0, 0.0, 0.0, {})
 
-    s = np.arange(t_count) / max(t_count - 1, 1)
-    zoom = np.exp(camera.log_zoom * s)
-    pan_x, pan_y = camera.pan_x * w * s, camera.pan_y * h * s
-    ccx, ccy = (w - 1) / 2, (h - 1) / 2
-    objects = []
     for k in chosen:
         masks[k] = _main_blob(masks[k])
     geoms = {k: _geometry(masks[k]) for k in chosen}
     dilated = {k: _dilate(masks[k], 2) for k in chosen}
+    measured = []
     for k in chosen:
-        g = geoms[k]
-        log_area = np.log(np.maximum(g.area, 1.0))
-        log_area[g.area < 3] = np.nan
-        a0, b0, keep = _robust_line(s, log_area, drop=OCCLUSION_DROP)
         contact = np.zeros(t_count, bool)
         for j in chosen:
             if j != k:
                 contact |= (dilated[k] & masks[j]).any((1, 2))
-        # Frames where the object is (partly) hidden: area below the fit while touching another object.
-        hidden = ~keep | (contact & (log_area - (a0 + b0 * s) < -0.03))
-        ok = ~hidden & np.isfinite(g.cx)
-        if ok.sum() < 2:
-            ok = np.isfinite(g.cx)
-        mags = np.nanmedian(np.abs(g.moments[ok]), axis=0)
-        compact = float(np.nanmedian(g.compact[ok]))
-        shape = _classify_shape(mags, compact)
-
-        # Size: radius at the middle frame from the area fit, camera zoom removed.
-        mid_area = math.exp(a0 + b0 * 0.5)
-        radius = math.sqrt(mid_area / SHAPE_AREA[shape]) / math.exp(camera.log_zoom * 0.5) / short
-        size = _size_word(radius)
-
-        # Rotation from the phase of the symmetry-order moment.
-        order = SYMMETRY_ORDER[shape]
-        rotation = 0.0
-        if order:
-            ph = g.moments[:, MOMENT_ORDERS.index(order)]
-            idx = np.flatnonzero(ok & np.isfinite(ph))
-            for i0, i1 in zip(idx[:-1], idx[1:]):
-                d = np.angle(ph[i1] / ph[i0]) if abs(ph[i0]) > 0 else 0.0
-                rotation += d / order
-        growth = b0 / 2 - camera.log_zoom  # log-radius change over the clip, camera zoom removed
-
-        # World track: undo the camera (p = c + z (w − c − P)).
-        wx = ccx + pan_x + (g.cx - ccx) / zoom
-        wy = ccy + pan_y + (g.cy - ccy) / zoom
-        _, dx, _ = _robust_line(s, np.where(ok, wx, np.nan))
-        _, dy, _ = _robust_line(s, np.where(ok, wy, np.nan))
-        reversal = max(_reversal(g.cx[ok]), _reversal(g.cy[ok]))
-
-        if abs(rotation) >= ROTATION_MIN:
-            motion = "rotating"
-        elif abs(growth) >= GROWTH_MIN:
-            motion = "growing" if growth > 0 else "shrinking"
-        elif reversal >= REVERSAL_FRAC * short:
-            motion = "bouncing"
-        elif max(abs(dx) / w, abs(dy) / h) >= MOVE_MIN:
-            if abs(dx) / w >= abs(dy) / h:
-                motion = "moving right" if dx > 0 else "moving left"
-            else:
-                motion = "moving down" if dy > 0 else "moving up"
-        else:
-            motion = "static"
-        details = {
-            "moment_mags": [float(v) for v in mags],
-            "compact": compact,
-            "rotation": float(rotation),
-            "growth": float(growth),
-            "reversal_px": float(reversal),
-            "world_dx": float(dx / w),
-            "world_dy": float(dy / h),
-            "hidden_frames": int(hidden.sum()),
-        }
-        track = [(float(x), float(y)) for x, y in zip(g.cx, g.cy)]
-        objects.append(JudgedObject(COLOR_NAMES[k], shape, size, motion, float(radius), track, details))
+        measured.append(_measure_object(k, geoms[k], contact))
+    if camera.alternative is not None:
+        # Stripes moving at ~45°: the background cannot tell a pan along x from one along y. Objects the
+        # camera carries can: under the right pan they are world-still or move along one axis.
+        costs = [sum(_world_cost(m, cam, h, w) for m in measured) for cam in (camera, camera.alternative)]
+        if costs[1] < costs[0]:
+            camera = camera.alternative
+    objects = [_label_object(m, camera, h, w) for m in measured]
 
     events = None
     if audio is not None:
@@ -547,6 +497,119 @@ def judge_clip(
                       "camera_log_zoom": camera.log_zoom, "camera_residuals": camera.residuals}  # fmt: skip
     result.features = _features(result, geoms, frames)
     return result
+
+
+@dataclass
+class _Measured:
+    color: int  # palette index
+    geometry: _Geometry
+    ok: np.ndarray  # (T,) frames whose mask is trusted (not hidden)
+    hidden: np.ndarray  # (T,) frames judged partly hidden by another object
+    log_area_fit: tuple[float, float]  # log area ≈ a + b s over trusted frames
+    mags: np.ndarray  # median |M2|…|M6|
+    compact: float
+    shape: str
+    rotation: float  # total rotation, rad
+    reversal: float  # largest come-back excursion of the screen track, pixels
+
+
+def _measure_object(k: int, g: _Geometry, contact: np.ndarray) -> _Measured:
+    """Camera-independent measurements of one object."""
+    t_count = g.area.shape[0]
+    s = np.arange(t_count) / max(t_count - 1, 1)
+    log_area = np.log(np.maximum(g.area, 1.0))
+    log_area[g.area < 3] = np.nan
+    a0, b0, keep = _robust_line(s, log_area, drop=OCCLUSION_DROP)
+    # Frames where the object is (partly) hidden: area below the fit, or touching another object and
+    # slightly below it (the front object keeps its area).
+    hidden = ~keep | (contact & (log_area - (a0 + b0 * s) < -0.03))
+    ok = ~hidden & np.isfinite(g.cx)
+    if ok.sum() < 2:
+        ok = np.isfinite(g.cx)
+    mags = np.nanmedian(np.abs(g.moments[ok]), axis=0)
+    compact = float(np.nanmedian(g.compact[ok]))
+    shape = _classify_shape(mags, compact)
+    # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle).
+    order = SYMMETRY_ORDER[shape]
+    rotation = 0.0
+    if order:
+        ph = g.moments[:, MOMENT_ORDERS.index(order)]
+        idx = np.flatnonzero(ok & np.isfinite(ph))
+        for i0, i1 in zip(idx[:-1], idx[1:]):
+            if abs(ph[i0]) > 0:
+                rotation += float(np.angle(ph[i1] / ph[i0])) / order
+    reversal = max(_reversal(g.cx[ok]), _reversal(g.cy[ok]))
+    return _Measured(k, g, ok, hidden, (a0, b0), mags, compact, shape, rotation, reversal)
+
+
+def _world_displacement(m: _Measured, camera: CameraEstimate, h: int, w: int) -> tuple[float, float]:
+    """Displacement over the clip in world coordinates (camera undone), fractions of the frame."""
+    g = m.geometry
+    t_count = g.area.shape[0]
+    s = np.arange(t_count) / max(t_count - 1, 1)
+    zoom = np.exp(camera.log_zoom * s)
+    ccx, ccy = (w - 1) / 2, (h - 1) / 2
+    # The world's camera: p = c + z (w − c − P)  ⇒  w = c + P + (p − c) / z.
+    wx = ccx + camera.pan_x * w * s + (g.cx - ccx) / zoom
+    wy = ccy + camera.pan_y * h * s + (g.cy - ccy) / zoom
+    _, dx, _ = _robust_line(s, np.where(m.ok, wx, np.nan))
+    _, dy, _ = _robust_line(s, np.where(m.ok, wy, np.nan))
+    return dx / w, dy / h
+
+
+def _world_cost(m: _Measured, camera: CameraEstimate, h: int, w: int) -> float:
+    """Distance of an object's world displacement from the world's own (still, or MOVE_DISTANCE along x/y)."""
+    if m.reversal >= REVERSAL_FRAC * min(h, w):
+        return 0.0  # bouncing objects move in screen space: no evidence about the camera
+    dx, dy = _world_displacement(m, camera, h, w)
+    targets = [
+        (0.0, 0.0),
+        (MOVE_DISTANCE, 0.0),
+        (-MOVE_DISTANCE, 0.0),
+        (0.0, MOVE_DISTANCE),
+        (0.0, -MOVE_DISTANCE),
+    ]
+    return min(math.hypot(dx - tx, dy - ty) for tx, ty in targets)
+
+
+def _label_object(m: _Measured, camera: CameraEstimate, h: int, w: int) -> JudgedObject:
+    """Size and motion words of a measured object under the clip's camera."""
+    short = min(h, w)
+    a0, b0 = m.log_area_fit
+    # Size: radius at the middle frame from the area fit, camera zoom removed.
+    radius = (
+        math.sqrt(math.exp(a0 + b0 * 0.5) / SHAPE_AREA[m.shape]) / math.exp(camera.log_zoom * 0.5) / short
+    )
+    growth = b0 / 2 - camera.log_zoom  # log-radius change over the clip, camera zoom removed
+    dx, dy = _world_displacement(m, camera, h, w)
+    if abs(m.rotation) >= ROTATION_MIN:
+        motion = "rotating"
+    elif abs(growth) >= GROWTH_MIN:
+        motion = "growing" if growth > 0 else "shrinking"
+    elif m.reversal >= REVERSAL_FRAC * short:
+        motion = "bouncing"
+    elif max(abs(dx), abs(dy)) >= MOVE_MIN:
+        if abs(dx) >= abs(dy):
+            motion = "moving right" if dx > 0 else "moving left"
+        else:
+            motion = "moving down" if dy > 0 else "moving up"
+    else:
+        motion = "static"
+    details = {
+        "moment_mags": [float(v) for v in m.mags],
+        "compact": m.compact,
+        "rotation": float(m.rotation),
+        "growth": float(growth),
+        "reversal_px": float(m.reversal),
+        "world_dx": float(dx),
+        "world_dy": float(dy),
+        "hidden_frames": int(m.hidden.sum()),
+    }
+    g = m.geometry
+    track = [(float(x), float(y)) for x, y in zip(g.cx, g.cy)]
+    return JudgedObject(
+        COLOR_NAMES[m.color], m.shape, _size_word(radius), motion, float(radius), track, details
+    )
 
 
 def _reversal(v: np.ndarray) -> float:
@@ -724,8 +787,8 @@ def parse_caption(caption: str) -> dict[str, Any]:
     )
     color_re = "|".join(COLOR_NAMES)
     objects = []
-    for match in re.finditer(rf" (?:(?P<size>{'|'.join(SIZES)}) )?(?P<color>{color_re}) (?P<shape>{'|'.join(SHAPES)})",
-                             text):  # fmt: skip
+    pattern = rf" (?:(?P<size>{'|'.join(SIZES)}) )?(?P<color>{color_re}) (?P<shape>{'|'.join(SHAPES)})"
+    for match in re.finditer(pattern, text):
         obj = {"color": match["color"], "shape": match["shape"]}
         if match["size"]:
             obj["size"] = match["size"]
