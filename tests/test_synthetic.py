@@ -360,3 +360,24 @@ def test_voice_pitch_and_loudness_follow_the_object():
     audio = render_clip(seed, width=32, height=32).audio
     q = audio.size // 4
     assert np.sqrt(np.mean(audio[-q:] ** 2)) > 1.2 * np.sqrt(np.mean(audio[:q] ** 2))
+
+
+def test_camera_motion_is_visible_on_the_background():
+    by_camera: dict[str, list[int]] = {cam: [] for cam in world.CAMERAS}
+    for seed in range(150):
+        by_camera[render_clip(seed, width=16, height=16, frames=1).attributes["camera"]].append(seed)
+    for camera, seeds in by_camera.items():
+        assert len(seeds) >= 3, camera
+        for seed in seeds[:3]:
+            c = render_clip(seed, width=64, height=64)
+            bg = _interior(~c.masks.any(0), r=1)  # away from anti-aliased object edges
+            both = bg[0] & bg[-1]
+            change = np.abs(c.frames[-1].astype(int) - c.frames[0].astype(int))[both].mean()
+            if camera == "static":
+                assert change < 0.05, (seed, change)  # (faint partial-coverage pixels at star tips)
+                assert not c.flow.any(axis=-1)[~c.masks.any(0)[:-1]].any()
+            else:
+                assert c.attributes["background"]["kind"] in ("stripes", "noise"), (
+                    "pan on a textureless background"
+                )
+                assert change > 4.0, (camera, seed, change)

@@ -71,6 +71,7 @@ BOUNCE_MAJOR = (
 BOUNCE_MINOR = (0.45, 1.2)  # ... and along the other axis (diagonal motion)
 SHADING = 0.15  # object colour varies by +-15% across the object (fixed to it: makes motion trackable)
 EDGE_MARGIN = 1.0  # objects stay at least this many pixels inside the frame
+STRIPE_PAN_TILT = (15.0, 35.0)  # under a pan, the stripe normal is this many degrees off the pan axis
 STRIPE_PERIOD = (20 / 128, 36 / 128)  # stripe period as a fraction of min(W, H) (>= 16 px enforced)
 NOISE_CELL = (20 / 128, 32 / 128)  # noise lattice cell as a fraction of min(W, H) (>= 16 px enforced)
 MIN_TEXTURE_PX = 16.0  # no background structure finer than this: keeps clips tokenizer-friendly
@@ -262,7 +263,16 @@ def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], 
     dark = list(BACKGROUND_DARK.items())[rng.integers(len(BACKGROUND_DARK))]
     mid = list(BACKGROUND_MID.items())[rng.integers(len(BACKGROUND_MID))]
     solid = dark if rng.random() < 0.5 else mid
-    angle_deg = rng.uniform(20.0, 70.0) + (90.0 if rng.random() < 0.5 else 0.0)
+    u_angle, flip = rng.random(), rng.random() < 0.5
+    if cam_motion in ("pan left", "pan right", "pan up", "pan down"):
+        # Stripes only show motion across them (the aperture problem): tilt the stripe normal 15-35 deg
+        # off the pan axis, so the pan moves them clearly (>= cos 35 of its speed) and a pan along the
+        # other axis would have to be >= 1.4x faster to look the same.
+        axis = 0.0 if cam_motion in ("pan left", "pan right") else 90.0
+        off = STRIPE_PAN_TILT[0] + (STRIPE_PAN_TILT[1] - STRIPE_PAN_TILT[0]) * u_angle
+        angle_deg = axis + (-off if flip else off)
+    else:  # diagonal: never axis-aligned
+        angle_deg = 20.0 + 50.0 * u_angle + (90.0 if flip else 0.0)
     background: dict[str, Any] = {"kind": kind}
     if kind == "solid":
         background.update(color_names=[solid[0]], colors=[list(solid[1])])
