@@ -197,3 +197,14 @@ def test_eval_on_real_mp4_folder(trained, tmp_path):
     )
     assert rc == 0
     assert json.loads(out.with_suffix(".json").read_text())["clips"] >= 1
+
+
+@pytest.mark.parametrize("name", ["debug", "tiny", "paper"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    from videopoet.config import load_config
+
+    path = Path(__file__).resolve().parent.parent / "configs" / f"video_tokenizer_{name}.toml"
+    cfg = load_config(VideoTokenizerTrainConfig, path)
+    assert cfg.preset == name and cfg.model_config().codebook_bits in (8, 12, 18)
