@@ -19,7 +19,9 @@ on object interiors, not just edges.
 Choices a judge relies on (docs/synthetic_world.md lists them all):
 - backgrounds are low-frequency (stripe periods and noise cells >= 16 px) and darker than any object;
 - a moving camera always has a textured background (stripes or noise): on a solid or gradient background
-  a pan would be invisible or read as object motion;
+  a pan would be invisible or read as object motion; under a pan, stripes are tilted 15-35 degrees off
+  the pan axis so the pan moves them visibly and its axis stays readable (stripes only show motion
+  across them);
 - a bouncing object bounces off the frame borders (the walls of the view), so every bounce is visible
   under any camera motion; other objects move in the world and are carried by the camera;
 - circles never rotate (EXCLUDED_COMPOSITIONS in world.py): a rotating circle looks static;
