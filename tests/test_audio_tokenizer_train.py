@@ -213,3 +213,58 @@ def test_wav_round_trip(tmp_path):
     x = np.sin(np.linspace(0, 100, 4000)).astype(np.float32) * 0.8
     y, sr = read_wav(write_wav(tmp_path / "a.wav", x, 16000))
     assert sr == 16000 and np.abs(x - y).max() < 1e-4
+
+
+def test_eval_reads_real_audio_from_mp4(tmp_path):
+    pytest.importorskip("av")
+    from videopoet.data.media import write_mp4
+    from videopoet.tokenizers.audio import AudioTokenizer
+
+    torch.manual_seed(0)
+    AudioTokenizer.from_preset("debug").save_pretrained(tmp_path / "codec")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    t = np.arange(48000) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    frames = np.full((24, 32, 32, 3), 90, np.uint8)
+    write_mp4(folder / "tone.mp4", frames, 8, audio, 16000)
+    out = tmp_path / "mp4_report"
+    argv = ["eval", "audio", "--model", str(tmp_path / "codec"), "--data", str(folder), "--num", "1"]
+    assert cli.main(argv + ["--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["clips"] == 1 and report["silent_clips"] == 0
+    assert report["frames_counted"] == 106  # one 17-frame clip = 34,000 samples → 106 frames
+    assert report["bounce_clicks"]["original"]["events"] == 0  # real videos carry no bounce events
+    orig, sr = read_wav(tmp_path / "mp4_report_samples" / "clip0_original.wav")
+    assert sr == 16000 and orig.shape == (34000,)
+    assert (
+        si_snr(torch.from_numpy(orig[2000:30000]), torch.from_numpy(audio[2000:30000])) > 10
+    )  # AAC round trip
+
+
+def test_benchmark_runs_on_cpu(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_audio_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("bench_audio_tokenizer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    argv = [
+        "--device",
+        "cpu",
+        "--preset",
+        "debug",
+        "--batch-sizes",
+        "1,2",
+        "--seconds",
+        "0.25",
+        "--iters",
+        "1",
+    ]
+    bench.main(argv + ["--warmup", "0", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [r["batch"] for r in result["results"]] == [1, 2] and result["precision"] == "fp32"
+    for r in result["results"]:
+        assert r["real_time_factor"] > 0 and r["x_real_time"] == pytest.approx(1 / r["real_time_factor"])

@@ -315,11 +315,23 @@ class AudioTokenizer(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        directory: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> AudioTokenizer:
-        """Load a directory written by ``save_pretrained``; weights are cast to ``dtype`` (float32)."""
+        """Load a ``save_pretrained`` directory (None: the bundled default codec), cast to ``dtype``."""
         from safetensors.torch import load_file
 
+        if directory is None:
+            directory = bundled_path()
+            if not (directory / "model.safetensors").is_file():
+                raise UserError(
+                    "the bundled audio tokenizer weights are not part of this install; train one with "
+                    "`videopoet train audio-tokenizer --config configs/audio_tokenizer_tiny.toml` and pass "
+                    "its final/ directory"
+                )
         directory = Path(directory)
         cfg_path, weights_path = directory / "config.json", directory / "model.safetensors"
         if not cfg_path.is_file() or not weights_path.is_file():
@@ -385,3 +397,8 @@ class AudioTokenizer(nn.Module):
                 raise ValueError(
                     f"wave peaks at {peak:.3g}; audio must lie in [-1, 1] (normalise or clip it first)"
                 )
+
+
+def bundled_path() -> Path:
+    """Where the bundled default (tiny) codec lives inside the package: config.json + model.safetensors."""
+    return Path(__file__).resolve().parent.parent / "pretrained" / "audio_tokenizer"

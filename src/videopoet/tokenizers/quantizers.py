@@ -316,12 +316,13 @@ class ResidualVQ(nn.Module):
         """z (B, D, N) → long codes (B, n_levels, N). Pure: never updates the codebooks."""
         b, d, n = self._check_latents(z)
         top = self._levels_arg(n_levels)
-        residual = z.to(torch.promote_types(z.dtype, torch.float32)).transpose(1, 2).reshape(b * n, d)
         codes = []
-        for level in self.levels[:top]:
-            idx = level.nearest(residual)  # (B·N,)
-            residual = residual - level.lookup(idx).to(residual.dtype)
-            codes.append(idx.reshape(b, n))
+        with torch.autocast(device_type=z.device.type, enabled=False):  # distances in float32 under bf16
+            residual = z.to(torch.promote_types(z.dtype, torch.float32)).transpose(1, 2).reshape(b * n, d)
+            for level in self.levels[:top]:
+                idx = level.nearest(residual)  # (B·N,)
+                residual = residual - level.lookup(idx).to(residual.dtype)
+                codes.append(idx.reshape(b, n))
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -502,8 +502,14 @@ class AudioTrainer:
 
     # ------------------------------------------------------------------ evaluation and samples
     def ema_model(self) -> AudioTokenizer:
+        """EMA encoder/decoder weights with the live codebooks.
+
+        The codebooks are already EMAs of the data; averaging them again would blend a restarted code with
+        the dead vector it replaced, so the exported codec keeps the live code vectors.
+        """
         m = copy.deepcopy(self.model)
         self.ema.copy_to(m)
+        m.quantizer.load_state_dict(self.model.quantizer.state_dict())
         return m.eval()
 
     @torch.no_grad()
@@ -625,7 +631,8 @@ class AudioTrainer:
             self.metrics.close()
             return 0
         final_eval = self.evaluate()
-        self.metrics.log(self.step, event="final_eval", **final_eval)
+        live = {f"live_{k}": v for k, v in self.evaluate(copy.deepcopy(self.model).eval()).items()}
+        self.metrics.log(self.step, event="final_eval", **final_eval, **live)
         self.write_samples()
         path = self.export()
         (path / "train_eval.json").write_text(json.dumps({"step": self.step, **final_eval}, indent=2) + "\n")
