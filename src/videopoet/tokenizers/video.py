@@ -150,11 +150,17 @@ class CausalConv3d(nn.Module):
 
 
 def frame_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-6) -> torch.Tensor:
-    """GroupNorm over (C/G, H, W) of each frame separately (never over T, which would break causality)."""
-    b, c, t, h, w = x.shape
-    xg = x.float().view(b, groups, c // groups, t, h, w)
-    var, mean = torch.var_mean(xg, dim=(2, 4, 5), keepdim=True, correction=0)
-    return ((xg - mean) * torch.rsqrt(var + eps)).view(b, c, t, h, w).to(x.dtype)
+    """GroupNorm over (C/G, H, W) of each frame separately (never over T, which would break causality).
+
+    Frames are folded into the batch for the fused kernel, which keeps only its input and per-group
+    statistics for backward; it runs outside autocast so bf16 activations stay bf16 (the kernel
+    accumulates in fp32).
+    """
+    b = x.shape[0]
+    y = rearrange(x, "b c t h w -> (b t) c h w")
+    with torch.autocast(x.device.type, enabled=False):
+        y = F.group_norm(y, groups, eps=eps)
+    return rearrange(y, "(b t) c h w -> b c t h w", b=b)
 
 
 class FrameGroupNorm(nn.Module):
