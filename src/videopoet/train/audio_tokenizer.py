@@ -62,6 +62,8 @@ from videopoet.train.common import EMA, MetricsLogger, autocast, cosine_lr, pick
 log = logging.getLogger(__name__)
 EXIT_GUARD_STOP = 3  # exit status when the guard gives up after too many failures
 PERMUTE_BELOW = 10_000_000  # datasets shorter than this are shuffled per epoch; longer ones are read in order
+SILENT_RMS = 1e-4  # crops quieter than this have no SI-SNR (left out of the SI-SNR loss)
+SISNR_CAP_DB = 40.0  # soft cap of the SI-SNR loss per example
 
 
 @dataclass(kw_only=True)
@@ -89,7 +91,7 @@ class AudioTrainConfig:
     w_mel: float = 1.0  # multi-scale mel loss weight
     w_stft: float = 1.0  # multi-scale STFT loss weight
     w_wave: float = 1.0  # waveform L1 weight
-    w_sisnr: float = 0.0  # weight of −SI-SNR/10 (dB/10), a phase-aware waveform loss; 0 = off
+    w_sisnr: float = 1.0  # weight of −SI-SNR/10 (dB/10), the phase-aware waveform loss; 0 = off
     w_commit: float = 1.0  # RVQ commitment loss weight
     w_adv: float = 1.0  # adversarial (hinge) loss weight, after disc_start
     w_feat: float = 3.0  # feature-matching loss weight, after disc_start
@@ -641,16 +643,26 @@ class AudioTrainer:
         return 0
 
 
-def si_snr_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """−SI-SNR / 10 (so 1.0 = 10 dB), averaged over the batch; differentiable, float32."""
+def si_snr_loss(recon: torch.Tensor, target: torch.Tensor, *, cap_db: float = SISNR_CAP_DB) -> torch.Tensor:
+    """−SI-SNR / 10 (1.0 = 10 dB) averaged over the non-silent examples; differentiable, float32.
+
+    Silent references (rms < SILENT_RMS) have no SI-SNR and are left out (the spectral and waveform losses
+    still ask for silence there); a soft cap at ``cap_db`` stops nearly perfect examples from dominating:
+    SNR = 10·log10(‖t‖² / (‖n‖² + 10^(−cap/10)·‖t‖²)).
+    """
     x = recon.reshape(-1, recon.shape[-1]).float()
     y = target.reshape(-1, target.shape[-1]).float()
     x = x - x.mean(-1, keepdim=True)
     y = y - y.mean(-1, keepdim=True)
-    eps = 1e-8
-    proj = (x * y).sum(-1, keepdim=True) / (y.pow(2).sum(-1, keepdim=True) + eps) * y
-    noise = x - proj
-    snr = 10 * torch.log10((proj.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+    energy = y.pow(2).sum(-1)  # (B,)
+    loud = energy > SILENT_RMS**2 * y.shape[-1]
+    if not bool(loud.any()):
+        return recon.new_zeros((), dtype=torch.float32)
+    x, y, energy = x[loud], y[loud], energy[loud]
+    proj = (x * y).sum(-1, keepdim=True) / energy[:, None] * y
+    t = proj.pow(2).sum(-1)
+    noise = (x - proj).pow(2).sum(-1)
+    snr = 10 * torch.log10((t + 1e-12) / (noise + 10 ** (-cap_db / 10) * t + 1e-12))
     return -snr.mean() / 10
 
 
