@@ -60,6 +60,8 @@ MIN_OBJECT_CHANNEL = 142.0
 MIN_OBJECT_PIXELS_FRAC = 0.0025  # an object covers ≥ this fraction of the frame after erosion…
 MIN_PRESENT_FRAMES = 0.5  # …in at least this fraction of frames
 OCCLUSION_DROP = 0.08  # frames whose area is this far (log) below the robust area fit are occluded
+ENVELOPE_DROP = 0.03  # …and, for objects touching another all clip long, this far below the upper envelope
+CONTACT_PX = 4  # objects closer than this many pixels touch (occlusion possible)
 REVERSAL_FRAC = 0.025  # a bounce reverses the screen track by ≥ this fraction of min(H, W)
 # Motion and camera thresholds sit halfway between "nothing" and the world's own magnitudes.
 ROTATION_MIN = 0.5 * ROTATION_RANGE[0]  # total rotation (rad) that counts as rotating
@@ -71,10 +73,13 @@ CAMERA_GAIN_MIN = 0.15  # a camera move must explain this fraction of the static
 # Stripes are 1-D: a pan along x and one along y can shift them identically, at different speeds. The
 # family whose speed is nearer the world's own then wins: score = residual/static + this × |log(speed ratio)|.
 CAMERA_MAGNITUDE_WEIGHT = 0.5
+GAUSS_NEWTON_STEPS = 4  # per camera family; sub-pixel per-step motions converge in two or three
 CAMERA_TIE = 0.15  # pan scores closer than this are a tie that the objects' world tracks break
 TEXTURED = ("stripes", "noise")  # backgrounds on which a camera move is visible
 CLICK_BAND_HZ = 6500.0  # clicks are detected above this frequency (voices stay below 0.38·16 kHz)
-CLICK_MIN_GAP_S = 0.05  # onsets closer than this are one event
+CLICK_MIN_GAP_S = 0.02  # onsets closer than this are one event (two walls hit at once: one click each)
+CLICK_REARM_S = 0.004  # the envelope must stay below the threshold this long before a new onset
+CLICK_MIN_LEVEL = 0.01  # smallest high-band RMS that counts as a click (world clicks peak near 0.09)
 
 # Area / radius² of each world shape (radius = the object's nominal radius, see data/world.py SIZES).
 SHAPE_AREA = {
@@ -329,17 +334,17 @@ def _camera_families(gray: np.ndarray, valid: np.ndarray) -> CameraEstimate:
         grid = grid.expand(t_count - 1, h, w, 2)
         warped = F.grid_sample(nxt, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         inside = (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
-        keep = inside & cur_valid & (warped[:, 1] > 0.99)
-        r = (warped[:, 0] - cur)[keep]
-        j = (warped[:, 2] * dpx + warped[:, 3] * dpy)[keep]
-        count = max(int(r.numel()), 1)
-        return float((r**2).sum()) / count, float((j**2).sum()), float((j * r).sum())
+        keep = (inside & cur_valid & (warped[:, 1] > 0.99)).to(cur.dtype)  # weights, cheaper than indexing
+        r = (warped[:, 0] - cur) * keep
+        j = (warped[:, 2] * dpx + warped[:, 3] * dpy) * keep
+        count = max(float(keep.sum()), 1.0)
+        return float((r * r).sum()) / count, float((j * j).sum()), float((j * r).sum())
 
     residuals, params = {}, {}
     residuals["static"] = residual_and_grad("x", 0.0)[0]
     for family in ("x", "y", "z"):
         u = 0.0
-        for _ in range(6):
+        for _ in range(GAUSS_NEWTON_STEPS):
             _, jtj, jtr = residual_and_grad(family, u)
             if jtj <= 0:
                 break
@@ -413,26 +418,33 @@ def _background_kind(gray: np.ndarray, valid: np.ndarray) -> tuple[str, dict[str
 
 # ================================================================ audio events
 def audio_events(audio: np.ndarray, sample_rate: int, fps: float) -> tuple[list[int], np.ndarray]:
-    """Bounce frames heard in ``audio``: onsets of energy above CLICK_BAND_HZ. Also returns the envelope."""
+    """Bounce frames heard in ``audio``: onsets of energy above CLICK_BAND_HZ. Also returns the envelope.
+
+    The wave is high-passed in the frequency domain (voices have no partial up there, clicks are
+    broadband), its 1 ms RMS envelope is thresholded with hysteresis (re-armed after CLICK_REARM_S below
+    the threshold), and each onset's sample time is turned into a frame index (time × fps, rounded).
+    """
     a = np.asarray(audio, np.float64)
     if a.ndim != 1:
         raise ValueError(f"audio must be mono (N,), got shape {a.shape}")
-    win, hop = 128, 32
-    if a.size < win or sample_rate / 2 <= CLICK_BAND_HZ:
+    if a.size < 16 or sample_rate / 2 <= CLICK_BAND_HZ:
         return [], np.zeros(0)
-    frames = np.lib.stride_tricks.sliding_window_view(a, win)[::hop]
-    spec = np.abs(np.fft.rfft(frames * np.hanning(win), axis=1)) ** 2
-    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
-    env = np.sqrt(spec[:, freqs >= CLICK_BAND_HZ].mean(1))  # (F,)
-    floor = np.median(env)
-    threshold = max(5 * floor, 0.02 * win / 2 * 0.05)
-    above = env > threshold
-    events, last = [], -1e9
-    for i in np.flatnonzero(above & ~np.concatenate([[False], above[:-1]])):
-        t = (i * hop + win / 2) / sample_rate
-        if t - last >= CLICK_MIN_GAP_S:
-            events.append(int(round(t * fps)))
-            last = t
+    spec = np.fft.rfft(a)
+    spec[np.fft.rfftfreq(a.size, 1.0 / sample_rate) < CLICK_BAND_HZ] = 0
+    high = np.fft.irfft(spec, a.size)
+    width = max(1, int(round(0.001 * sample_rate)))
+    env = np.sqrt(np.convolve(high**2, np.ones(width) / width, mode="same"))
+    threshold = max(CLICK_MIN_LEVEL, 6.0 * float(np.median(env)))
+    rearm = int(round(CLICK_REARM_S * sample_rate))
+    events, armed, quiet, last = [], True, 0, -(10**9)
+    for i in np.flatnonzero(np.diff((env > threshold).astype(np.int8)) != 0) + 1:
+        if env[i] > threshold:  # rising edge
+            if (armed or i - quiet >= rearm) and i - last >= CLICK_MIN_GAP_S * sample_rate:
+                events.append(int(round(i / sample_rate * fps)))
+                last = i
+            armed = False
+        else:  # falling edge
+            quiet, armed = i, False
     return events, env
 
 
@@ -473,7 +485,8 @@ def judge_clip(
     for k in chosen:
         masks[k] = _main_blob(masks[k])
     geoms = {k: _geometry(masks[k]) for k in chosen}
-    dilated = {k: _dilate(masks[k], 2) for k in chosen}
+    # Touching: within a few pixels (codec blur leaves an unclassified rim between two objects).
+    dilated = {k: _dilate(masks[k], CONTACT_PX) for k in chosen}
     measured = []
     for k in chosen:
         contact = np.zeros(t_count, bool)
@@ -519,25 +532,40 @@ def _measure_object(k: int, g: _Geometry, contact: np.ndarray) -> _Measured:
     s = np.arange(t_count) / max(t_count - 1, 1)
     log_area = np.log(np.maximum(g.area, 1.0))
     log_area[g.area < 3] = np.nan
-    a0, b0, keep = _robust_line(s, log_area, drop=OCCLUSION_DROP)
-    # Frames where the object is (partly) hidden: area below the fit, or touching another object and
-    # slightly below it (the front object keeps its area).
-    hidden = ~keep | (contact & (log_area - (a0 + b0 * s) < -0.03))
+    # Occlusion only ever removes area, and only while the objects touch: fit the area line on frames
+    # without contact when there are enough of them (a back object can be hidden for most of the clip).
+    free = ~contact & np.isfinite(log_area)
+    enough = free.sum() >= max(3, t_count // 4)
+    if enough:
+        a0, b0, _ = _robust_line(s, np.where(free, log_area, np.nan), drop=OCCLUSION_DROP)
+    else:  # touching all along: follow the upper envelope of the area (the least hidden frames)
+        a0, b0, _ = _robust_line(s, log_area, drop=ENVELOPE_DROP)
+    below = log_area - (a0 + b0 * s)
+    hidden = np.isfinite(log_area) & ((below < -OCCLUSION_DROP) | (contact & (below < -0.03)))
     ok = ~hidden & np.isfinite(g.cx)
     if ok.sum() < 2:
         ok = np.isfinite(g.cx)
-    mags = np.nanmedian(np.abs(g.moments[ok]), axis=0)
-    compact = float(np.nanmedian(g.compact[ok]))
+    # Frames for shape measurements: untouched ones, else the (nearly) fully visible ones.
+    if (ok & ~contact).sum() >= 3:
+        clear = ok & ~contact
+    elif (ok & (below > -ENVELOPE_DROP)).sum() >= 2:
+        clear = ok & (below > -ENVELOPE_DROP)
+    else:
+        clear = ok
+    mags = np.nanmedian(np.abs(g.moments[clear]), axis=0)
+    compact = float(np.nanmedian(g.compact[clear]))
     shape = _classify_shape(mags, compact)
-    # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle).
+    # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle), summed over pairs of
+    # consecutive trusted frames (a gap could alias) and scaled to the whole clip.
     order = SYMMETRY_ORDER[shape]
     rotation = 0.0
     if order:
         ph = g.moments[:, MOMENT_ORDERS.index(order)]
-        idx = np.flatnonzero(ok & np.isfinite(ph))
-        for i0, i1 in zip(idx[:-1], idx[1:]):
-            if abs(ph[i0]) > 0:
-                rotation += float(np.angle(ph[i1] / ph[i0])) / order
+        good = ok & np.isfinite(ph) & (np.abs(np.nan_to_num(ph)) > 0)
+        pairs = np.flatnonzero(good[:-1] & good[1:])
+        if pairs.size:
+            steps = np.angle(ph[pairs + 1] / ph[pairs]) / order
+            rotation = float(steps.sum()) * (t_count - 1) / pairs.size
     reversal = max(_reversal(g.cx[ok]), _reversal(g.cy[ok]))
     return _Measured(k, g, ok, hidden, (a0, b0), mags, compact, shape, rotation, reversal)
 
