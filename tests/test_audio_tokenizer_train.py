@@ -268,3 +268,27 @@ def test_benchmark_runs_on_cpu(tmp_path):
     assert [r["batch"] for r in result["results"]] == [1, 2] and result["precision"] == "fp32"
     for r in result["results"]:
         assert r["real_time_factor"] > 0 and r["x_real_time"] == pytest.approx(1 / r["real_time_factor"])
+
+
+def test_training_runs_without_media_libraries(tmp_path):
+    """The GPU box has neither av, scipy nor pillow: the training path must not import them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["train", "audio-tokenizer", "--config", str(root / "configs" / "audio_tokenizer_debug.toml")]
+    argv += ["--set", f"out_dir={(tmp_path / 'run').as_posix()}", "--set", "steps=2", "--set", "eval_every=0"]
+    code = (
+        "import sys\n"
+        "for m in ('av', 'scipy', 'PIL'):\n"
+        "    sys.modules[m] = None\n"
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from videopoet import cli\n"
+        f"sys.exit(cli.main({argv!r}))\n"
+    )
+    env = {"PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
