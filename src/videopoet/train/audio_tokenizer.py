@@ -1,9 +1,9 @@
 """Training loop of the SoundStream audio codec (``videopoet train audio-tokenizer``).
 
 One step: encode → RVQ (EMA codebooks, quantizer dropout) → decode a batch of fixed-length crops; loss =
-multi-scale mel + STFT + waveform L1 (+ negative SI-SNR, optional) + commitment; after ``disc_start``
-steps a multi-scale STFT discriminator adds hinge adversarial and feature-matching losses. bf16 autocast
-on CUDA (spectra, RVQ distances and losses stay float32), gradient clipping, EMA of the weights,
+multi-scale mel + STFT + waveform L1 + negative SI-SNR (silent crops left out) + commitment; after
+``disc_start`` steps a multi-scale STFT discriminator adds hinge adversarial and feature-matching losses.
+bf16 autocast on CUDA (spectra, RVQ distances and losses stay float32), gradient clipping, weight EMA,
 JSONL metrics, decoded WAV samples, atomic checkpoints with exact resume, a wall-clock budget, and at the
 end the EMA weights exported in float16 to ``<out_dir>/final/`` (config.json + model.safetensors).
 
