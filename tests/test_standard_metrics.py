@@ -76,10 +76,13 @@ def test_fvd_driver_protocol_and_distance():
         v[16] = 255 - v[16]
     np.testing.assert_allclose(i3d_features(edited, model, size=32), feats, rtol=1e-6, atol=1e-6)
     # Batching does not change features.
-    np.testing.assert_allclose(i3d_features(real, model, size=32, batch_size=4), feats, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        i3d_features(real[:3], model, size=32, batch_size=2), feats[:3], rtol=1e-5, atol=1e-5
+    )
     assert fvd(real, real, model, size=32) == pytest.approx(0.0, abs=1e-6)
-    dark = [(v // 4).astype(np.uint8) for v in _videos(6, seed=2)]
-    assert fvd(real, dark, model, size=32) > 10 * fvd(real, _videos(6, seed=3), model, size=32) >= 0
+    dark = i3d_features([(v // 4).astype(np.uint8) for v in _videos(6, seed=2)], model, size=32)
+    alike = i3d_features(_videos(6, seed=3), model, size=32)
+    assert frechet_distance(feats, dark) > 10 * frechet_distance(feats, alike) >= 0
     with pytest.raises(ValueError, match="16 frames"):
         i3d_features(_videos(2, t=8), model, size=32)
 

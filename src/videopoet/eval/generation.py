@@ -156,26 +156,28 @@ def event_sync(audio: np.ndarray, sample_rate: int, fps: float, event_frames: li
     return float(np.mean([any(abs(h - e) <= 1 for h in heard) for e in event_frames]))
 
 
-def video_bounce_frames(result: JudgeResult, min_step_frac: float = 0.004) -> list[int]:
-    """Frames where a judged object's screen velocity reverses in x or y (wall bounces seen in the video)."""
+def video_bounce_frames(result: JudgeResult, min_speed_ratio: float = 0.1) -> list[int]:
+    """Frames where an object the judge calls bouncing reverses its screen velocity in x or y.
+
+    Steps count when they move by at least ``min_speed_ratio`` of the object's median speed along that
+    axis. A wall contact at the very last frame cannot be seen reversing."""
     frames: set[int] = set()
     for obj in result.objects:
         track = np.asarray(obj.track, np.float64)
-        if track.shape[0] < 3:
+        if obj.motion != "bouncing" or track.shape[0] < 3:
             continue
         v = np.diff(track, axis=0)  # (T-1, 2)
-        size = max(np.nanmax(np.abs(track)), 1.0)
         for axis in (0, 1):
             va = v[:, axis]
-            for j in range(1, va.size):
-                a, b = va[j - 1], va[j]
-                if (
-                    np.isfinite(a)
-                    and np.isfinite(b)
-                    and a * b < 0
-                    and min(abs(a), abs(b)) > min_step_frac * size
-                ):
-                    frames.add(j)
+            speed = np.nanmedian(np.abs(va))
+            if not np.isfinite(speed) or speed <= 0:
+                continue
+            # Steps that clearly move; a step containing the wall contact can nearly cancel out, so a
+            # reversal is a sign change between consecutive clear steps i < k, at frame ≈ (i + k + 1) / 2.
+            clear = [j for j in range(va.size) if np.isfinite(va[j]) and abs(va[j]) > min_speed_ratio * speed]
+            for i, k in zip(clear[:-1], clear[1:]):
+                if va[i] * va[k] < 0 and k - i <= 2:
+                    frames.add(int(math.floor((i + k + 1) / 2 + 0.5)))
     return sorted(frames)
 
 
@@ -310,10 +312,12 @@ def evaluate(
     samples: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     for i in tqdm(range(num), desc="eval generation", disable=not progress):
         clip = render_clip(seed + i, split=split)
-        real = render_clip(seed + i + REAL_SEED_OFFSET, split=split)
-        real_result = judge_clip(real.frames, real.audio, real.sample_rate, real.fps)
-        real_feats.append(real_result.features)
-        real_audio_feats.append(audio_features(real.audio, real.sample_rate))
+        if "t2v" in tasks or "v2a" in tasks:  # real references on disjoint seeds, for Fréchet distances
+            real = render_clip(seed + i + REAL_SEED_OFFSET, split=split)
+            if "t2v" in tasks:
+                real_feats.append(judge_clip(real.frames, None, real.sample_rate, real.fps).features)
+            if "v2a" in tasks:
+                real_audio_feats.append(audio_features(real.audio, real.sample_rate))
         attrs = clip.attributes
         h, w = clip.frames.shape[1:3]
         if "t2v" in tasks:
