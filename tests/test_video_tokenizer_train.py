@@ -125,6 +125,33 @@ def test_collapse_warning(caplog):
     assert trainer.counts.sum() == 0
 
 
+def test_init_from_copies_weights_and_checks_architecture(tmp_path):
+    torch.manual_seed(5)
+    source = VideoTokenizer.from_preset("debug")
+    source.save_pretrained(tmp_path / "src")
+    trainer = Trainer(
+        VideoTokenizerTrainConfig(
+            preset="debug", device="cpu", gan_weight=0.0, init_from=str(tmp_path / "src")
+        )
+    )
+    for k, v in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[k], v), k
+    assert torch.equal(
+        trainer.ema.state_dict()["decoder.conv_out.conv.weight"],
+        source.state_dict()["decoder.conv_out.conv.weight"].float(),
+    )
+    with pytest.raises(Exception, match="different architecture"):
+        Trainer(
+            VideoTokenizerTrainConfig(
+                preset="debug",
+                device="cpu",
+                gan_weight=0.0,
+                model={"codebook_bits": 6},
+                init_from=str(tmp_path / "src"),
+            )
+        )
+
+
 def test_config_errors(tmp_path):
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "frames=6")]) == 2
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "preset=huge")]) == 2

@@ -105,6 +105,7 @@ class AudioTrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "bf16"  # bf16 (autocast on CUDA; ignored on CPU) | fp32
     seed: int = 0  # seeds weights, data order and crops
+    init_from: str = ""  # fine-tune: start from a save_pretrained directory ("bundled" = shipped weights)
     max_minutes: float = 0.0  # wall-clock budget; when reached: checkpoint, export, stop (0 = none)
     stop_after_steps: int = 0  # train in chunks: checkpoint and stop after this many steps (resume later)
     guard_jump_factor: float = 4.0  # mel loss above this × recent median counts as a jump
@@ -306,6 +307,8 @@ class AudioTrainer:
         except TypeError as e:
             raise ConfigError(f"model overrides {cfg.model}: {e}") from None
         self.mcfg = self.model.config
+        if cfg.init_from and not resume:
+            self._init_from(cfg.init_from)
         if cfg.segment_samples % self.mcfg.hop:
             raise ConfigError(f"segment_samples must be a multiple of the hop ({self.mcfg.hop})")
         self.disc = MultiScaleSTFTDiscriminator(channels=cfg.disc_channels).to(self.device)
@@ -333,6 +336,17 @@ class AudioTrainer:
             self._save()  # step 0: the guard always has a rollback point
 
     # ------------------------------------------------------------------ checkpoints
+    def _init_from(self, directory: str) -> None:
+        """Copy weights (codebooks included) from a ``save_pretrained`` directory of the same architecture."""
+        source = AudioTokenizer.from_pretrained(None if directory == "bundled" else directory)
+        mine, theirs = self.model.state_dict(), source.state_dict()
+        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+            raise ConfigError(
+                f"init_from={directory!r} holds a different architecture than preset {self.cfg.preset!r} "
+                "with these overrides; pick the matching preset or drop init_from"
+            )
+        self.model.load_state_dict(theirs)  # training-only settings stay this run's
+
     def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         g_t, g_meta = optimizer_to_flat(self.opt_g.state_dict())
         d_t, d_meta = optimizer_to_flat(self.opt_d.state_dict())

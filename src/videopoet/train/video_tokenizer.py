@@ -63,6 +63,7 @@ class VideoTokenizerTrainConfig:
     width: int = 128  # clip width (multiple of 8)
     height: int = 128  # clip height (multiple of 8)
     seed: int = 0  # model init, data order and augmentation seed
+    init_from: str = ""  # fine-tune: start from a save_pretrained directory ("bundled" = shipped weights)
     batch_size: int = 16  # clips per step
     num_workers: int = 8  # DataLoader worker processes (synthetic clips render on the fly in numpy)
     max_steps: int = 3000  # total optimizer steps (the LR schedule spans these)
@@ -281,6 +282,8 @@ class Trainer:
         seed_everything(cfg.seed)
         self.model_cfg = cfg.model_config()
         self.model = VideoTokenizer(self.model_cfg).to(self.device)
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
         dpreset = cfg.preset if cfg.preset in DISCRIMINATOR_PRESETS else "tiny"
         try:
             dcfg = dataclasses.replace(DISCRIMINATOR_PRESETS[dpreset], **cfg.discriminator)
@@ -323,6 +326,18 @@ class Trainer:
         return ckpt.save_checkpoint(
             self.out / "checkpoints", self.step, groups, state, keep=self.cfg.keep_checkpoints
         )
+
+    def _init_from(self, directory: str) -> None:
+        """Copy weights from a ``save_pretrained`` directory whose architecture matches this run's."""
+        source = VideoTokenizer.from_pretrained(None if directory == "bundled" else directory)
+        mine, theirs = self.model.state_dict(), source.state_dict()
+        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+            raise ConfigError(
+                f"init_from={directory!r} holds a different architecture than preset {self.cfg.preset!r} "
+                "with these overrides; pick the matching preset or drop init_from"
+            )
+        self.model.load_state_dict(theirs)  # training-only settings stay this run's
+        log.info("initialised from %s", directory)
 
     def resume(self) -> bool:
         path = ckpt.latest_checkpoint(self.out / "checkpoints")
