@@ -9,14 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from videopoet import cli
+from videopoet.dsp import mel_filterbank, mel_to_hz
 from videopoet.eval.audio import detect_clicks, event_times
-from videopoet.eval.metrics import (
-    mel_filterbank,
-    mel_to_hz,
-    multiscale_mel_distance,
-    rvq_codebook_usage,
-    si_snr,
-)
+from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
 from videopoet.train.audio_tokenizer import (
     EXIT_GUARD_STOP,
     AudioTrainConfig,

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from videopoet.eval.metrics import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank
+from videopoet.dsp import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank
 
 STFT_LOSS_SCALES: tuple[int, ...] = (512, 1024, 2048)
 DISC_SCALES: tuple[int, ...] = (1024, 512, 256)  # STFT windows of the discriminator's sub-networks
