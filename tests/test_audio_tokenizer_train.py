@@ -56,6 +56,20 @@ def _losses(run_dir):
     return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r}
 
 
+def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
+    from videopoet.config import ConfigError
+    from videopoet.tokenizers.audio import AudioTokenizer
+
+    torch.manual_seed(3)
+    AudioTokenizer.from_preset("debug").save_pretrained(tmp_path / "src")
+    source = AudioTokenizer.from_pretrained(tmp_path / "src")
+    trainer = AudioTrainer(_cfg(tmp_path, init_from=str(tmp_path / "src")), progress=False)
+    for k, v in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="different architecture"):
+        AudioTrainer(_cfg(tmp_path, "b", preset="tiny", init_from=str(tmp_path / "src")), progress=False)
+
+
 def test_resume_gives_identical_losses(tmp_path):
     straight = AudioTrainer(_cfg(tmp_path, "a"), progress=False)
     assert straight.run() == 0

@@ -57,7 +57,15 @@ from videopoet.train.checkpoint import (
     optimizer_to_flat,
     save_checkpoint,
 )
-from videopoet.train.common import EMA, MetricsLogger, autocast, cosine_lr, pick_device, seed_everything
+from videopoet.train.common import (
+    EMA,
+    MetricsLogger,
+    autocast,
+    copy_matching_weights,
+    cosine_lr,
+    pick_device,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 EXIT_GUARD_STOP = 3  # exit status when the guard gives up after too many failures
@@ -339,13 +347,10 @@ class AudioTrainer:
     def _init_from(self, directory: str) -> None:
         """Copy weights (codebooks included) from a ``save_pretrained`` directory of the same architecture."""
         source = AudioTokenizer.from_pretrained(None if directory == "bundled" else directory)
-        mine, theirs = self.model.state_dict(), source.state_dict()
-        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
-            raise ConfigError(
-                f"init_from={directory!r} holds a different architecture than preset {self.cfg.preset!r} "
-                "with these overrides; pick the matching preset or drop init_from"
-            )
-        self.model.load_state_dict(theirs)  # training-only settings stay this run's
+        try:
+            copy_matching_weights(self.model, source, what=f"init_from={directory!r}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         g_t, g_meta = optimizer_to_flat(self.opt_g.state_dict())

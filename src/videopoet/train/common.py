@@ -94,6 +94,20 @@ class MetricsLogger:
         self._f.close()
 
 
+def copy_matching_weights(model: nn.Module, source: nn.Module, *, what: str) -> None:
+    """Load ``source``'s weights into ``model`` (fine-tuning); a different architecture is a clear error.
+
+    Only tensor names and shapes must match: training-only config fields may differ from the source's.
+    """
+    mine, theirs = model.state_dict(), source.state_dict()
+    if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+        raise ValueError(
+            f"{what} holds a different architecture than this run's model; "
+            "pick the matching preset and overrides, or drop init_from"
+        )
+    model.load_state_dict(theirs)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     with Path(path).open() as f:

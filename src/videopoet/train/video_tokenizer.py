@@ -41,7 +41,15 @@ from videopoet.tokenizers.losses import (
 )
 from videopoet.tokenizers.video import PRESETS, VideoTokenizer, VideoTokenizerConfig
 from videopoet.train import checkpoint as ckpt
-from videopoet.train.common import EMA, MetricsLogger, autocast, cosine_lr, pick_device, seed_everything
+from videopoet.train.common import (
+    EMA,
+    MetricsLogger,
+    autocast,
+    copy_matching_weights,
+    cosine_lr,
+    pick_device,
+    seed_everything,
+)
 
 log = logging.getLogger("videopoet.train.video_tokenizer")
 
@@ -330,13 +338,10 @@ class Trainer:
     def _init_from(self, directory: str) -> None:
         """Copy weights from a ``save_pretrained`` directory whose architecture matches this run's."""
         source = VideoTokenizer.from_pretrained(None if directory == "bundled" else directory)
-        mine, theirs = self.model.state_dict(), source.state_dict()
-        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
-            raise ConfigError(
-                f"init_from={directory!r} holds a different architecture than preset {self.cfg.preset!r} "
-                "with these overrides; pick the matching preset or drop init_from"
-            )
-        self.model.load_state_dict(theirs)  # training-only settings stay this run's
+        try:
+            copy_matching_weights(self.model, source, what=f"init_from={directory!r}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         log.info("initialised from %s", directory)
 
     def resume(self) -> bool:
