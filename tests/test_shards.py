@@ -6,11 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import pickle
 import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 from videopoet.data.datasets import collate_samples, open_dataset
 from videopoet.data.media import MediaError
@@ -72,8 +72,11 @@ def test_write_then_read_back(shard_dir, samples):
         assert back.audio.shape == orig.audio.shape
         assert np.abs(back.audio - orig.audio).max() <= 0.5 / 32768 + 1e-6  # 16-bit WAV
         assert (back.fps, back.sample_rate, back.has_audio) == (8, 16000, True)
-    ds2 = pickle.loads(pickle.dumps(ds))  # DataLoader workers get a copy of the index
-    assert ds2[4].key == samples[4].key
+    # spawned DataLoader workers receive the index by pickling (the default outside Linux)
+    spawned = torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=1, multiprocessing_context="spawn", sampler=[4]
+    )
+    assert [s.key for s in spawned] == [samples[4].key]
 
 
 def test_shard_dataset_conforms_to_a_clip_format(shard_dir):
