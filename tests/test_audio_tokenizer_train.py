@@ -301,3 +301,32 @@ def test_training_runs_without_media_libraries(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_highband_loss_sees_transients_not_low_tones():
+    from videopoet.tokenizers.audio_losses import highband_loss
+
+    sr, n = 16000, 16000
+    t = torch.arange(n) / sr
+    tone = 0.3 * torch.sin(2 * math.pi * 500 * t)
+    burst = torch.zeros(n)
+    burst[8000:8640] = 0.5 * torch.rand(640, generator=torch.Generator().manual_seed(0)).sub(0.5).mul(2)
+    kw = dict(sample_rate=sr, min_hz=4000.0)
+    with_both = (tone + burst)[None, None]
+    assert highband_loss(with_both, with_both, **kw) == 0
+    assert highband_loss(burst[None, None], with_both, **kw) < 1e-3  # the tone lives below the band
+    assert highband_loss(tone[None, None], with_both, **kw) > 10 * highband_loss(
+        burst[None, None], with_both, **kw
+    )
+
+
+def test_decoder_only_training_keeps_the_codes(tmp_path):
+    trainer = AudioTrainer(_cfg(tmp_path, steps=2, train_decoder_only=True, w_highband=10.0), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.run() == 0
+    after = trainer.model.state_dict()
+    frozen = [k for k in before if k.startswith(("encoder.", "quantizer."))]
+    tuned = [k for k in before if k.startswith("decoder.")]
+    assert frozen and tuned
+    assert all(torch.equal(before[k], after[k]) for k in frozen)  # codebooks and encoder untouched
+    assert any(not torch.equal(before[k], after[k]) for k in tuned)

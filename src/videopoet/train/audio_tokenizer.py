@@ -49,6 +49,7 @@ from videopoet.tokenizers.audio_losses import (
     discriminator_hinge_loss,
     feature_matching_loss,
     generator_hinge_loss,
+    highband_loss,
 )
 from videopoet.train.checkpoint import (
     latest_checkpoint,
@@ -100,6 +101,9 @@ class AudioTrainConfig:
     w_stft: float = 1.0  # multi-scale STFT loss weight
     w_wave: float = 1.0  # waveform L1 weight
     w_sisnr: float = 1.0  # weight of −SI-SNR/10 (dB/10), the phase-aware waveform loss; 0 = off
+    w_highband: float = 0.0  # linear-magnitude STFT L1 above highband_hz (8 ms window): loud transients
+    highband_hz: float = 4000.0  # lower edge of the band that w_highband compares
+    train_decoder_only: bool = False  # freeze encoder + quantizer (codes stay as they are), tune the decoder
     w_commit: float = 1.0  # RVQ commitment loss weight
     w_adv: float = 1.0  # adversarial (hinge) loss weight, after disc_start
     w_feat: float = 3.0  # feature-matching loss weight, after disc_start
@@ -321,7 +325,11 @@ class AudioTrainer:
             raise ConfigError(f"segment_samples must be a multiple of the hop ({self.mcfg.hop})")
         self.disc = MultiScaleSTFTDiscriminator(channels=cfg.disc_channels).to(self.device)
         self.recon_loss = MultiScaleSpectralLoss(sample_rate=self.mcfg.sample_rate).to(self.device)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        if cfg.train_decoder_only:
+            self.model.encoder.requires_grad_(False)
+            self.model.quantizer.requires_grad_(False)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
         self.ema = EMA(self.model, decay=cfg.ema_decay)
         self.guard = GuardState()
@@ -413,6 +421,9 @@ class AudioTrainer:
         for group in self.opt_d.param_groups:
             group["lr"] = lr_d
         self.model.train()
+        if c.train_decoder_only:  # fixed codes: no codebook EMA, restarts or quantizer dropout
+            self.model.encoder.eval()
+            self.model.quantizer.eval()
         self.model.quantizer.restart_dead_codes = self.step < c.restart_until * c.steps
         gan = bool(self.gan_active())
         use_amp = c.precision == "bf16"
@@ -429,6 +440,10 @@ class AudioTrainer:
             "wave_l1": rl.waveform.item(),
             "commit": out.commitment_loss.item(),
         }
+        if c.w_highband:
+            hb = highband_loss(recon, wave, sample_rate=self.mcfg.sample_rate, min_hz=c.highband_hz)
+            loss = loss + c.w_highband * hb
+            m["highband"] = hb.item()
         if c.w_sisnr:
             snr = si_snr_loss(recon, wave)
             loss = loss + c.w_sisnr * snr
