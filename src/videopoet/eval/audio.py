@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from videopoet.data.media import write_wav
 from videopoet.errors import UserError
 
 log = logging.getLogger("videopoet.eval.audio")
@@ -188,8 +189,7 @@ def evaluate(
                     acc[2] += c.false_alarms
                     acc[3] += c.quiet_windows
             if wav_dir is not None and written < NUM_WAV_EXAMPLES:
-                from videopoet.train.audio_tokenizer import write_wav
-
+                Path(wav_dir).mkdir(parents=True, exist_ok=True)
                 write_wav(Path(wav_dir) / f"clip{written}_original.wav", wave_c[i, 0].numpy(), sr)
                 write_wav(Path(wav_dir) / f"clip{written}_reconstruction.wav", recon_c[i, 0].numpy(), sr)
                 written += 1
@@ -272,9 +272,9 @@ def evaluate(
 
 def main(args) -> int:
     from videopoet.data.datasets import open_dataset
+    from videopoet.device import pick_device
     from videopoet.eval.report import write_report
     from videopoet.tokenizers.audio import AudioTokenizer
-    from videopoet.train.common import pick_device
 
     device = pick_device(args.device)
     if not Path(args.model).is_dir():

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from videopoet.data.media import write_gif, write_mp4
+from videopoet.data.sample import tensor_to_frames
+
+log = logging.getLogger("videopoet.eval.report")
 
 
 def _clean(x: Any) -> Any:
@@ -285,3 +293,24 @@ def _pillow_lines(path: Path, curves: dict[str, list[tuple[float, float]]], titl
         draw.text((left + i * 150, h - 16), k[:22], fill=color, font=font)
     img.save(path)
     return path
+
+
+def write_preview(prefix: Path, original, recon, fps: float = 8.0) -> list[Path]:
+    """Clips (B, 3, T, H, W) in [-1, 1]: originals (top row) over reconstructions (bottom row) → PREFIX.gif
+    (+ PREFIX.mp4 when PyAV imports). Used by training previews and the tokenizer report."""
+    top = np.concatenate([tensor_to_frames(v) for v in original], axis=2)  # (T, H, B·W, 3)
+    bottom = np.concatenate([tensor_to_frames(v) for v in recon], axis=2)
+    grid = np.concatenate([top, bottom], axis=1)  # (T, 2H, B·W, 3)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    written = [prefix.with_suffix(".gif")]
+    write_gif(written[0], grid, fps)  # pillow when importable, else a plain built-in GIF
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return written
+    try:
+        write_mp4(prefix.with_suffix(".mp4"), grid, fps)
+        written.append(prefix.with_suffix(".mp4"))
+    except Exception as e:  # a preview must never end a run
+        log.warning("could not write %s.mp4: %s", prefix, e)
+    return written

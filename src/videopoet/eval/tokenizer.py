@@ -100,9 +100,9 @@ def evaluate(
 def main(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     from videopoet.data.datasets import open_dataset
+    from videopoet.device import pick_device
     from videopoet.eval.report import write_report
     from videopoet.tokenizers.video import VideoTokenizer
-    from videopoet.train.common import pick_device
 
     device = pick_device(args.device)
     model = VideoTokenizer.from_pretrained(args.model, device=device)
@@ -120,7 +120,7 @@ def main(args) -> int:
     out = Path(args.out)
     images = []
     if orig is not None:
-        from videopoet.train.video_tokenizer import write_preview
+        from videopoet.eval.report import write_preview
 
         gif = write_preview(out.with_name(out.name + "_recon"), orig, recon)[0]
         images.append(("originals (top) and reconstructions (bottom)", gif))

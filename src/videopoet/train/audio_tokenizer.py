@@ -30,7 +30,6 @@ import logging
 import math
 import statistics
 import time
-import wave as wavlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from videopoet.config import ConfigError, load_config, to_dict
+from videopoet.data.media import write_wav
 from videopoet.errors import UserError
 from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
 from videopoet.tokenizers.audio import PRESETS, AudioTokenizer
@@ -258,28 +258,6 @@ def load_val_clips(cfg: AudioTrainConfig, sample_rate: int) -> tuple[torch.Tenso
 
 
 # ---------------------------------------------------------------------------------------------- WAV
-def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Mono float audio in [-1, 1] → 16-bit PCM WAV (stdlib ``wave``: no scipy needed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = (np.clip(np.asarray(audio, np.float64).reshape(-1), -1, 1) * 32767).round().astype("<i2")
-    with wavlib.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(int(sample_rate))
-        f.writeframes(pcm.tobytes())
-    return path
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """16-bit PCM mono WAV → (float32 (N,) in [-1, 1], sample rate)."""
-    with wavlib.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2 or f.getnchannels() != 1:
-            raise UserError(f"{path}: expected 16-bit mono PCM WAV")
-        data = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
-        return (data.astype(np.float32) / 32768.0), f.getframerate()
-
-
 # ---------------------------------------------------------------------------------------------- trainer
 @dataclass
 class GuardState:
@@ -571,18 +549,17 @@ class AudioTrainer:
     def write_samples(self, model: AudioTokenizer | None = None, count: int = 2) -> list[Path]:
         model = model or self.ema_model()
         sr = self.mcfg.sample_rate
+        folder = self.out / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for i in range(min(count, self.val_wave.shape[0])):
             w = self.val_wave[i : i + 1].to(self.device)
             y = model.decode(model.encode(w), length=w.shape[-1])
-            orig = self.out / "samples" / f"val{i}_original.wav"
+            orig = folder / f"val{i}_original.wav"
             if not orig.exists():
                 write_wav(orig, w[0, 0].cpu().numpy(), sr)
-            paths.append(
-                write_wav(
-                    self.out / "samples" / f"step_{self.step:08d}_val{i}.wav", y[0, 0].cpu().numpy(), sr
-                )
-            )
+            paths.append(folder / f"step_{self.step:08d}_val{i}.wav")
+            write_wav(paths[-1], y[0, 0].cpu().numpy(), sr)
         return paths
 
     def export(self) -> Path:

@@ -1,8 +1,11 @@
-"""Small pieces every training loop uses: device/precision choice, EMA weights, JSONL metrics, seeding."""
+"""Small pieces every training loop uses: EMA weights, JSONL metrics, seeding, LR schedule.
+
+Device and precision choice (``pick_device``, ``autocast``) live in ``videopoet.device`` and are re-exported
+here for the training loops.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -14,22 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` → cuda when available, else cpu. An unavailable explicit device is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
-    return dev
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (the training precision on GPUs); a no-op on CPU, where fp32 is faster."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from videopoet.device import autocast as autocast
+from videopoet.device import pick_device as pick_device
 
 
 def seed_everything(seed: int) -> None:

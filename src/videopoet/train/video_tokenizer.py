@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videopoet.config import ConfigError, load_config, to_dict
 from videopoet.errors import UserError
+from videopoet.eval.report import write_preview
 from videopoet.tokenizers.losses import (
     DISCRIMINATOR_PRESETS,
     Discriminator3D,
@@ -216,71 +216,6 @@ def _open(spec: str, cfg: VideoTokenizerTrainConfig, *, split: str = "train") ->
 
 
 # ============================================================================================ previews
-def write_preview(prefix: Path, original: torch.Tensor, recon: torch.Tensor, fps: float = 8.0) -> list[Path]:
-    """Originals (top row) over reconstructions (bottom row) → PREFIX.gif (+ PREFIX.mp4 when av imports)."""
-    from videopoet.data.sample import tensor_to_frames
-
-    top = np.concatenate([tensor_to_frames(v) for v in original], axis=2)  # (T, H, B·W, 3)
-    bottom = np.concatenate([tensor_to_frames(v) for v in recon], axis=2)
-    grid = np.concatenate([top, bottom], axis=1)  # (T, 2H, B·W, 3)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    written = [prefix.with_suffix(".gif")]
-    try:
-        from videopoet.data.media import write_gif
-
-        write_gif(written[0], grid, fps)
-    except ImportError:
-        write_gif_basic(written[0], grid, fps)
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        return written
-    from videopoet.data.media import write_mp4
-
-    try:
-        write_mp4(prefix.with_suffix(".mp4"), grid, fps)
-        written.append(prefix.with_suffix(".mp4"))
-    except Exception as e:  # a preview must never end a run
-        log.warning("could not write %s.mp4: %s", prefix, e)
-    return written
-
-
-def write_gif_basic(path: Path, frames: np.ndarray, fps: float) -> None:
-    """Animated GIF without pillow: a fixed 6×7×6 colour cube and LZW codes kept at 9 bits ("uncompressed"
-    GIF: a clear code every 254 literals), ~1.1 bytes per pixel. For previews on machines without pillow."""
-    t, h, w, _ = frames.shape
-    levels = (6, 7, 6)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    cube = np.stack(np.meshgrid(*[np.linspace(0, 255, n) for n in levels], indexing="ij"), -1).reshape(-1, 3)
-    palette[: len(cube)] = cube.round().astype(np.uint8)
-    q = [
-        np.clip(np.rint(frames[..., c] / 255.0 * (n - 1)), 0, n - 1).astype(np.int64)
-        for c, n in enumerate(levels)
-    ]
-    idx = (q[0] * levels[1] + q[1]) * levels[2] + q[2]  # (T, H, W) palette indices
-    delay = max(1, round(100 / fps))
-    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", w, h, 0xF7, 0, 0) + palette.tobytes())
-    out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
-    clear, end = 256, 257
-    for frame in idx:
-        out += b"\x21\xf9\x04\x00" + struct.pack("<H", delay) + b"\x00\x00"
-        out += b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0) + b"\x08"
-        codes = []
-        flat = frame.reshape(-1)
-        for start in range(0, flat.size, 254):
-            codes.append(clear)
-            codes.extend(flat[start : start + 254].tolist())
-        codes.append(end)
-        bits = np.array(codes, dtype=np.int64)[:, None] >> np.arange(9) & 1  # 9-bit codes, LSB first
-        data = np.packbits(bits.reshape(-1).astype(np.uint8), bitorder="little").tobytes()
-        for s in range(0, len(data), 255):
-            chunk = data[s : s + 255]
-            out += bytes([len(chunk)]) + chunk
-        out += b"\x00"
-    out += b"\x3b"
-    path.write_bytes(bytes(out))
-
-
 # ============================================================================================ training
 class Trainer:
     def __init__(self, cfg: VideoTokenizerTrainConfig):
