@@ -161,3 +161,21 @@ def test_demo_writes_playable_mp4s_with_sound(tmp_path, capsys):
         assert clip.caption in stdout
         with Image.open(out / f"clip_{seed:04d}.gif") as im:
             assert im.size == (128, 128) and im.n_frames >= 2
+
+
+def test_pack_conforms_a_mixed_folder_into_shards(tmp_path, capsys):
+    root = make_mixed_folder(tmp_path / "videos")
+    (root / "ok_30fps.txt").write_text("a noisy test pattern\n")
+    out = tmp_path / "packed"
+    rc, stdout, _ = run(["data", "pack", root, "--out", out, "--size", "32x48", "--frames", 9], capsys)
+    assert rc == 0 and "4 file(s) skipped at scan" in stdout
+    ds = ShardDataset(out)
+    samples = [ds[i] for i in range(len(ds))]
+    # 6 s → 5 clips of 9 frames at 8 fps; 2.5 s → 2; 2.125 s → 1 (every clip of every good file, conformed)
+    assert len(samples) == 8 and all(s.frames.shape == (9, 48, 32, 3) for s in samples)
+    assert all(s.audio.shape == (18000,) and s.sample_rate == 16000 and s.fps == 8 for s in samples)
+    silent = [s for s in samples if "silent" in s.key]
+    assert silent and not any(s.has_audio for s in silent)
+    assert {s.caption for s in samples if "ok_30fps" in s.key} == {"a noisy test pattern"}
+    rc, _, err = run(["data", "pack", tmp_path / "nowhere", "--out", tmp_path / "x"], capsys)
+    assert rc == 2 and "no such directory" in err

@@ -1,5 +1,6 @@
-"""``videopoet data synth`` (render synthetic clips into tar shards) and ``videopoet data check`` (scan a
-video folder or shard set and report what is usable). Arguments are declared in ``videopoet/cli.py``."""
+"""``videopoet data synth`` (render synthetic clips into tar shards), ``videopoet data pack`` (a folder
+of real videos → tar shards of conformed clips) and ``videopoet data check`` (scan a video folder or shard
+set and report what is usable). Arguments are declared in ``videopoet/cli.py``."""
 
 from __future__ import annotations
 
@@ -42,6 +43,43 @@ def synth(args) -> int:
         f"seeds {args.seed}..{args.seed + args.num - 1}) in {len(writer.shards)} shard(s) to {args.out} "
         f"({writer.bytes / 1e6:.1f} MB, {seconds:.1f} s)"
     )
+    return 0
+
+
+def pack(args) -> int:
+    """Conform every clip of a video folder (fps, size, length, mono 16 kHz audio) into tar shards once, so
+    training reads small uniform samples instead of decoding long source files again each epoch."""
+    from tqdm import tqdm
+
+    from videopoet.data.datasets import ClipFormat, VideoFolderDataset
+    from videopoet.data.shards import ShardWriter
+
+    width, height = args.size
+    try:
+        fmt = ClipFormat(frames=args.frames, width=width, height=height)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    src = Path(args.path)
+    if not src.is_dir():
+        raise UserError(f"{src}: no such directory; pass a folder of videos")
+    ds = VideoFolderDataset(src, fmt=fmt, progress=True)
+    failed = 0
+    t0 = time.perf_counter()
+    with ShardWriter(args.out, shard_size=args.shard_size) as writer:
+        for i in tqdm(range(len(ds)), desc="pack", unit="clip", disable=None):
+            sample = ds[i]  # None for a clip that fails to decode now (the reason is logged)
+            if sample is None:
+                failed += 1
+                continue
+            writer.write(sample)
+    seconds = time.perf_counter() - t0
+    print(
+        f"packed {writer.count} clip(s) ({width}x{height}, {args.frames} frames at {fmt.fps:g} fps) from "
+        f"{src} into {len(writer.shards)} shard(s) in {args.out} ({writer.bytes / 1e6:.1f} MB, "
+        f"{seconds:.1f} s); {len(ds.skipped)} file(s) skipped at scan, {failed} clip(s) failed to decode"
+    )
+    for path, reason in ds.skipped:
+        print(f"  skipped {path}: {reason}")
     return 0
 
 
