@@ -14,8 +14,8 @@ Adversarial (EnCodec's MS-STFTD, arXiv 2210.13438 §3.4): one 2-D conv net per S
 complex spectrogram (real and imaginary parts as 2 channels), hinge losses, and a feature-matching loss
 (mean over layers of L1 between real and fake feature maps, each divided by the mean |real feature|).
 
-The mel filterbank and STFT live in ``videopoet.eval.metrics`` (a leaf module of pure functions), so the
-training loss and the reported mel distance use one definition.
+The mel filterbank and STFT live in ``videopoet.dsp`` (pure functions), so the training losses and the
+reported mel distance use one definition.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from videopoet.dsp import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank
+from videopoet.dsp import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank, stft_magnitude
 
 STFT_LOSS_SCALES: tuple[int, ...] = (512, 1024, 2048)
 DISC_SCALES: tuple[int, ...] = (1024, 512, 256)  # STFT windows of the discriminator's sub-networks
@@ -40,7 +40,7 @@ class ReconLosses(NamedTuple):
 
 
 class MultiScaleSpectralLoss(nn.Module):
-    """Multi-scale mel + STFT reconstruction losses; filterbanks and windows are cached as buffers."""
+    """Multi-scale mel + STFT reconstruction losses; the mel filterbanks are cached as buffers."""
 
     def __init__(
         self,
@@ -55,13 +55,6 @@ class MultiScaleSpectralLoss(nn.Module):
         for s in self.mel_scales:
             fb = mel_filterbank(s, min(n_mels, s // 4), sample_rate)
             self.register_buffer(f"fb_{s}", fb, persistent=False)
-        for s in set(self.mel_scales) | set(self.stft_scales):
-            self.register_buffer(f"win_{s}", torch.hann_window(s), persistent=False)
-
-    def _mag(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
-        window = getattr(self, f"win_{n_fft}")
-        spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True, return_complex=True)
-        return spec.abs()  # (B, F, T)
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> ReconLosses:
         """recon, target: (B, 1, N) or (B, N) → ReconLosses (computed in float32, autocast off)."""
@@ -72,7 +65,7 @@ class MultiScaleSpectralLoss(nn.Module):
             y = target.reshape(-1, target.shape[-1]).float()
             mags: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             for s in set(self.mel_scales) | set(self.stft_scales):
-                mags[s] = (self._mag(x, s), self._mag(y, s))
+                mags[s] = (stft_magnitude(x, s), stft_magnitude(y, s))  # (B, F, T) each, hop s // 4
             mel_terms = []
             for s in self.mel_scales:
                 fb = getattr(self, f"fb_{s}")
@@ -104,11 +97,7 @@ def highband_loss(
     with torch.autocast(device_type=recon.device.type, enabled=False):
         x = recon.reshape(-1, recon.shape[-1]).float()
         y = target.reshape(-1, target.shape[-1]).float()
-        window = torch.hann_window(n_fft, device=x.device)
-        sx, sy = (
-            torch.stft(v, n_fft, hop_length=n_fft // 4, window=window, center=True, return_complex=True).abs()
-            for v in (x, y)
-        )  # (B, F, T) each
+        sx, sy = stft_magnitude(x, n_fft), stft_magnitude(y, n_fft)  # (B, F, T) each, hop n_fft // 4
         freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, device=x.device)
         band = freqs >= min_hz
         return (sx[:, band] - sy[:, band]).abs().mean()
