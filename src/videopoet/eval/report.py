@@ -28,6 +28,17 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file (a training run's ``metrics.jsonl``); blank lines are skipped."""
+    rows = []
+    with Path(path).open() as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
 def write_report(
     out_prefix: str | Path,
     title: str,
@@ -209,12 +220,7 @@ def plot_loss_curves(
     ``keys`` defaults to every numeric column except step/time/lr. Uses matplotlib when importable
     (log-scale y when all values are positive), else a pillow line plot with the same content.
     """
-    rows = []
-    with Path(metrics_jsonl).open() as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
+    rows = read_jsonl(metrics_jsonl)
     if not rows:
         raise ValueError(f"{metrics_jsonl}: no rows to plot")
     if keys is None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from videopoet.device import autocast as autocast
 from videopoet.device import pick_device as pick_device
+from videopoet.eval.report import read_jsonl as read_jsonl  # the reader of MetricsLogger's files
 
 
 def seed_everything(seed: int) -> None:
@@ -95,16 +96,6 @@ def copy_matching_weights(model: nn.Module, source: nn.Module, *, what: str) -> 
             "pick the matching preset and overrides, or drop init_from"
         )
     model.load_state_dict(theirs)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
-    with Path(path).open() as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
-    return rows
 
 
 def cosine_lr(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
