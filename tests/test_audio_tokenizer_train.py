@@ -21,14 +21,7 @@ from videopoet.train.audio_tokenizer import (
 )
 from videopoet.train.common import read_jsonl
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: one thread is as fast as two on an idle CPU and far faster on a busy one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(tmp_path, name="run", **kw):

@@ -5,14 +5,7 @@ import torch
 
 from videopoet.tokenizers.quantizers import ResidualVQ
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: one thread is as fast as two on an idle CPU and far faster on a busy one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rvq(**kw):
