@@ -16,31 +16,14 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from videopoet.device import autocast, pick_device, time_call  # noqa: E402
 from videopoet.tokenizers.audio import AudioTokenizer  # noqa: E402
-from videopoet.train.common import autocast, pick_device  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, device: torch.device, iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t) / iters
 
 
 def bench(
@@ -71,9 +54,9 @@ def bench(
             torch.cuda.reset_peak_memory_stats(dev)
         with torch.inference_mode(), autocast(dev, use_bf16):
             codes = model.encode(wave)
-            enc = _time(lambda: model.encode(wave), dev, iters, warmup)  # noqa: B023
-            dec = _time(lambda: model.decode(codes, length=n), dev, iters, warmup)  # noqa: B023
-            both = _time(lambda: model.decode(model.encode(wave), length=n), dev, iters, warmup)  # noqa: B023
+            enc = time_call(lambda: model.encode(wave), dev, iters, warmup)  # noqa: B023
+            dec = time_call(lambda: model.decode(codes, length=n), dev, iters, warmup)  # noqa: B023
+            both = time_call(lambda: model.decode(model.encode(wave), length=n), dev, iters, warmup)  # noqa: B023
         audio_s = b * n / sr
         row = {
             "batch": b,
@@ -136,7 +119,7 @@ def bench_train(
         out = {"batch": batch_size, "segment_samples": segment_samples}
         for name, start in (("codec_only", 10**6), ("with_gan", 0)):
             trainer.cfg.disc_start = start
-            ms = _time(lambda: trainer.train_step(wave), dev, iters, warmup) * 1000
+            ms = time_call(lambda: trainer.train_step(wave), dev, iters, warmup) * 1000
             out[f"{name}_ms_per_step"] = round(ms, 2)
             out[f"{name}_steps_per_minute"] = round(60000 / ms, 1)
         if dev.type == "cuda":

@@ -16,28 +16,11 @@ import argparse
 import functools
 import json
 import platform
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 H100_BF16_DENSE_TFLOPS = 989.4
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, device: torch.device, iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / iters
 
 
 def _flops(fn) -> int:
@@ -63,8 +46,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from videopoet.device import autocast, pick_device, time_call
     from videopoet.tokenizers.video import VideoTokenizer
-    from videopoet.train.common import autocast, pick_device
 
     device = pick_device(args.device)
     cuda = device.type == "cuda"
@@ -105,7 +88,7 @@ def main() -> None:
     }
     for name, fn in (("encode", encode), ("decode", decode)):
         flops = _flops(fn)
-        sec = _time(fn, device, iters, warmup=3 if cuda else 1)
+        sec = time_call(fn, device, iters, warmup=3 if cuda else 1)
         tflops = flops / sec / 1e12
         result[name] = {
             "clips_per_s": round(batch / sec, 2),
@@ -125,6 +108,7 @@ def main() -> None:
 
 def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
     """Full training steps (as ``videopoet train video-tokenizer`` runs them) on random clips."""
+    from videopoet.device import time_call
     from videopoet.train.video_tokenizer import Trainer, VideoTokenizerTrainConfig
 
     out = {}
@@ -144,7 +128,7 @@ def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
         x = torch.rand(batch, 3, args.frames, args.size, args.size, device=device) * 2 - 1
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        sec = _time(
+        sec = time_call(
             functools.partial(trainer.train_step, x),
             device,
             max(2, iters // 2),
