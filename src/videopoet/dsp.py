@@ -17,6 +17,18 @@ MEL_BINS = 64  # mel bands per scale (fewer for small windows: at most n_fft // 
 MEL_LOG_EPS = 1e-2
 
 
+def lowpass(wave: torch.Tensor, cutoff_hz: float, sample_rate: int) -> torch.Tensor:
+    """Zero every FFT bin above ``cutoff_hz`` along the last axis (brick wall, circular); same shape, float32.
+
+    For losses, not for listening: the brick wall rings and wraps around the ends of the signal.
+    """
+    x = wave.float()
+    spec = torch.fft.rfft(x, dim=-1)
+    freqs = torch.fft.rfftfreq(x.shape[-1], d=1.0 / sample_rate).to(x.device)
+    spec = spec * (freqs <= cutoff_hz).to(spec.dtype)
+    return torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+
+
 def hz_to_mel(f):
     return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
 
