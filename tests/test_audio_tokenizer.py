@@ -129,3 +129,25 @@ def test_training_forward_backward_shapes():
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.encoder.parameters())
     assert all(bool(level.initted) for level in m.quantizer.levels)
+
+
+def test_snake_activation_option(tmp_path):
+    import dataclasses
+
+    from videopoet.tokenizers.audio import Snake
+
+    x = torch.linspace(-3, 3, 7).reshape(1, 1, 7)
+    snake = Snake(1)
+    torch.testing.assert_close(snake(x), x + torch.sin(x).pow(2))  # α = 1 at initialisation
+    torch.manual_seed(0)
+    m = AudioTokenizer(dataclasses.replace(PRESETS["debug"], activation="snake")).eval()
+    assert any(isinstance(mod, Snake) for mod in m.modules())
+    wave = _wave(1, 3200)
+    codes = m.encode(wave)
+    assert codes.shape == (1, 4, 10)
+    m.save_pretrained(tmp_path / "s")
+    loaded = AudioTokenizer.from_pretrained(tmp_path / "s")
+    assert loaded.config.activation == "snake"
+    assert torch.equal(loaded.decode(codes), m.decode(codes))
+    with pytest.raises(ValueError, match="activation"):
+        dataclasses.replace(PRESETS["debug"], activation="relu").validate()

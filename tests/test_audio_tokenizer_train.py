@@ -362,3 +362,34 @@ def test_band_limited_phase_losses_ignore_noise_above_the_cutoff(tmp_path):
     assert trainer.run() == 0
     rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "wave_l1" in r]
     assert rows and all(math.isfinite(r["wave_l1"]) and math.isfinite(r["neg_sisnr_db"]) for r in rows)
+
+
+def test_transient_crops_hold_the_bounce_clicks():
+    from videopoet.data.datasets import open_dataset
+    from videopoet.train.audio_tokenizer import SegmentDataset
+
+    base = open_dataset("synthetic:train", frames=17, width=16, height=16)
+    with_events = [i for i in range(40) if event_times(base[i])][:6]
+    assert with_events
+
+    class Only(torch.utils.data.Dataset):  # the clips with bounces
+        def __len__(self):
+            return len(with_events)
+
+        def __getitem__(self, i):
+            return base[with_events[i]]
+
+    seg = 6400
+    for fraction, expect in ((1.0, True), (0.0, None)):
+        crops = SegmentDataset(Only(), segment_samples=seg, seed=0, transient_fraction=fraction)
+        held = []
+        for g in range(len(with_events)):
+            crop, reason = crops[g]
+            assert reason == "" and crop.shape == (seg,)
+            sample = base[with_events[crops.clip_index(g)]]
+            audio = np.asarray(sample.audio, np.float32)
+            start = next(s for s in range(len(audio) - seg + 1) if np.array_equal(audio[s : s + seg], crop))
+            times = [t * 16000 - start for t in event_times(sample)]
+            held.append(any(0 <= t < seg for t in times))
+        if expect:
+            assert all(held)  # every crop contains a bounce click

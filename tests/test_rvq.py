@@ -1,5 +1,7 @@
 """Residual vector quantizer: code ↔ embedding round trip, EMA/k-means training, dead codes, dropout."""
 
+import math
+
 import pytest
 import torch
 
@@ -92,6 +94,29 @@ def test_dead_codes_restart_on_batch_vectors():
     flat = z.transpose(1, 2).reshape(-1, 8)
     # the restarted code now sits exactly on one of the batch vectors
     assert torch.cdist(level.embed[3:4], flat).min() < 1e-4
+
+
+def test_a_restarted_code_gets_a_grace_period_before_it_counts_as_dead():
+    from videopoet.tokenizers.quantizers import RESTART_GRACE
+
+    torch.manual_seed(0)
+    decay, threshold = 0.9, 1.0
+    rvq = _rvq(num_levels=1, codebook_size=8, decay=decay, dead_code_threshold=threshold).train()
+    z = torch.randn(2, 8, 50)
+    rvq(z)  # init
+    level = rvq.levels[0]
+    level.embed[3] = torch.full((8,), 1000.0)
+    level.cluster_size[3] = 0.0
+    rvq(z)  # restarts code 3 with a count of RESTART_GRACE * threshold
+    assert level.cluster_size[3] == RESTART_GRACE * threshold
+    level.embed[3] = torch.full((8,), 1000.0)  # keep it unused from now on
+    level.embed_avg[3] = level.embed[3] * level.cluster_size[3]
+    survive = int(math.log(RESTART_GRACE) / -math.log(decay))  # unused steps before it falls below threshold
+    restarted = []
+    for _ in range(survive + 2):
+        rvq(z)
+        restarted.append(bool(torch.isclose(level.cluster_size[3], torch.tensor(RESTART_GRACE * threshold))))
+    assert not any(restarted[: survive - 1]) and any(restarted[survive - 1 :])
 
 
 def test_quantizer_dropout_uses_fewer_levels_and_masks_updates():

@@ -62,6 +62,10 @@ class AudioTokenizerConfig:
     kmeans_iters: int = 10  # k-means iterations for the data initialisation of the codebooks
     quantizer_dropout: float = 0.5  # training: P(an example uses a random 1..K levels instead of all K)
     weight_norm: bool = True  # weight-normalised convs (SEANet/SoundStream); stabilises GAN training
+    # "elu" (SoundStream) or "snake" (x + sin²(αx)/α with a learned α per channel, as in BigVGAN and DAC):
+    # a periodic bias that lets a small decoder synthesise harmonics; the ELU codec of the same size
+    # renders nothing above ~2.5 kHz (docs/pretrained.md).
+    activation: str = "elu"
 
     @property
     def hop(self) -> int:
@@ -93,6 +97,8 @@ class AudioTokenizerConfig:
             )
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if not 0.0 <= self.quantizer_dropout <= 1.0:
             raise ValueError(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
         return self
@@ -117,6 +123,21 @@ PRESETS: dict[str, AudioTokenizerConfig] = {
 
 
 # ---------------------------------------------------------------------------------------------- layers
+class Snake(nn.Module):
+    """x + sin²(α·x)/α per channel (Ziyin et al. 2020; BigVGAN, DAC); α starts at 1 and is learned."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.alpha
+        return x + torch.sin(a * x).pow(2) / (a + 1e-9)
+
+
+ACTIVATIONS = {"elu": lambda channels: nn.ELU(), "snake": Snake}
+
+
 def _maybe_wn(conv: nn.Module, enabled: bool) -> nn.Module:
     return parametrizations.weight_norm(conv) if enabled else conv
 
@@ -153,12 +174,12 @@ class CausalConvTranspose1d(nn.Module):
 class ResidualUnit(nn.Module):
     """x + Conv1x1(ELU(CausalConv_k,dilation(ELU(x)))) (SoundStream Fig. 2)."""
 
-    def __init__(self, channels: int, kernel: int, dilation: int, *, wn: bool = True):
+    def __init__(self, channels: int, kernel: int, dilation: int, *, wn: bool = True, act: str = "elu"):
         super().__init__()
         self.block = nn.Sequential(
-            nn.ELU(),
+            ACTIVATIONS[act](channels),
             CausalConv1d(channels, channels, kernel, dilation=dilation, wn=wn),
-            nn.ELU(),
+            ACTIVATIONS[act](channels),
             CausalConv1d(channels, channels, 1, wn=wn),
         )
 
@@ -172,13 +193,13 @@ class Encoder(nn.Module):
     def __init__(self, cfg: AudioTokenizerConfig):
         super().__init__()
         wn, k = cfg.weight_norm, cfg.kernel_size
-        ch = cfg.channels
+        ch, act = cfg.channels, cfg.activation
         layers: list[nn.Module] = [CausalConv1d(1, ch, k, wn=wn)]
         for stride in cfg.strides:
-            layers += [ResidualUnit(ch, k, d, wn=wn) for d in cfg.dilations]
-            layers += [nn.ELU(), CausalConv1d(ch, 2 * ch, 2 * stride, stride=stride, wn=wn)]
+            layers += [ResidualUnit(ch, k, d, wn=wn, act=act) for d in cfg.dilations]
+            layers += [ACTIVATIONS[act](ch), CausalConv1d(ch, 2 * ch, 2 * stride, stride=stride, wn=wn)]
             ch *= 2
-        layers += [nn.ELU(), CausalConv1d(ch, cfg.latent_dim, 3, wn=wn)]
+        layers += [ACTIVATIONS[act](ch), CausalConv1d(ch, cfg.latent_dim, 3, wn=wn)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -191,13 +212,13 @@ class Decoder(nn.Module):
     def __init__(self, cfg: AudioTokenizerConfig):
         super().__init__()
         wn, k = cfg.weight_norm, cfg.kernel_size
-        ch = cfg.channels * 2 ** len(cfg.strides)
+        ch, act = cfg.channels * 2 ** len(cfg.strides), cfg.activation
         layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, ch, k, wn=wn)]
         for stride in reversed(cfg.strides):
-            layers += [nn.ELU(), CausalConvTranspose1d(ch, ch // 2, stride, wn=wn)]
+            layers += [ACTIVATIONS[act](ch), CausalConvTranspose1d(ch, ch // 2, stride, wn=wn)]
             ch //= 2
-            layers += [ResidualUnit(ch, k, d, wn=wn) for d in cfg.dilations]
-        layers += [nn.ELU(), CausalConv1d(ch, 1, k, wn=wn)]
+            layers += [ResidualUnit(ch, k, d, wn=wn, act=act) for d in cfg.dilations]
+        layers += [ACTIVATIONS[act](ch), CausalConv1d(ch, 1, k, wn=wn)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:

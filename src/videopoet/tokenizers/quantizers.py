@@ -139,12 +139,19 @@ def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
 # to every code (count and sum, Laplace-smoothed) and sets code = sum / count, as in VQ-VAE-2 / SoundStream.
 # On the first training batch every level is initialised by k-means on that batch's residuals; a code
 # whose EMA count falls below ``dead_code_threshold`` is restarted on a random residual vector of the
-# current batch, so the whole codebook stays in use. The encoder is pulled towards its codes by the
-# commitment loss and receives the decoder's gradient through a straight-through estimator.
+# current batch, so the whole codebook stays in use. A restarted code starts with a count of
+# RESTART_GRACE × threshold, so it has ~ln(RESTART_GRACE)/(1 − decay) steps (69 at decay 0.99) to attract
+# data before it counts as dead again; starting at the threshold itself restarted most of a skewed
+# codebook at every step (hundreds of codes per step), and the constant churn lowered held-out usage.
+# The encoder is pulled towards its codes by the commitment loss and receives the decoder's gradient
+# through a straight-through estimator.
 # Quantizer dropout: in training each example uses, with probability ``dropout``, a uniformly drawn number
 # of levels 1..K (else all K), so one model decodes at every bitrate; a level's codebook is only updated
 # from the examples that use it.
 # Distances and EMA statistics are computed in float32 (or float64) even under bf16 autocast.
+
+
+RESTART_GRACE = 2.0
 
 
 class RVQOutput(NamedTuple):
@@ -217,8 +224,8 @@ class EMACodebook(nn.Module):
         if num_dead and x.shape[0] > 0:
             pick = torch.randint(0, x.shape[0], (num_dead,), device=x.device)
             self.embed[dead] = x[pick]
-            self.cluster_size[dead] = self.dead_code_threshold
-            self.embed_avg[dead] = x[pick] * self.dead_code_threshold
+            self.cluster_size[dead] = RESTART_GRACE * self.dead_code_threshold
+            self.embed_avg[dead] = x[pick] * (RESTART_GRACE * self.dead_code_threshold)
         return num_dead
 
 
