@@ -146,6 +146,8 @@ def test_cli_train_then_eval_end_to_end(tmp_path):
     assert len(report["codebook_usage"]) == 4 and 0 < report["codebook_usage"][0] <= 1
     assert set(report["si_snr_db_by_levels"]) == {"1", "2", "3", "4"}
     assert report["bounce_clicks"]["original"]["detection_rate"] == 1.0  # heldout:3 has bounces
+    bands = report["band_levels"]
+    assert bands["band_hz"] == 1000 and len(bands["original"]) == len(bands["reconstruction"]) == 8
     assert out.with_suffix(".md").read_text().startswith("# Audio codec evaluation")
     # a bad --resume / out_dir is a one-line user error, not a traceback
     assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 2
@@ -393,3 +395,13 @@ def test_transient_crops_hold_the_bounce_clicks():
             held.append(any(0 <= t < seg for t in times))
         if expect:
             assert all(held)  # every crop contains a bounce click
+
+
+def test_band_power_puts_a_tone_in_its_band():
+    from videopoet.eval.audio import band_power
+
+    t = torch.arange(16000) / 16000
+    wave = torch.stack([0.5 * torch.sin(2 * math.pi * 2500 * t), 0.5 * torch.sin(2 * math.pi * 6200 * t)])
+    p = band_power(wave, 16000)
+    assert p.shape == (8,)
+    assert int(p.argmax()) in (2, 6) and p[2] > 1e3 * p[0] and p[6] > 1e3 * p[4]

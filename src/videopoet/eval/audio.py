@@ -10,6 +10,9 @@ OUT.md (+ a few WAVs under OUT_samples/):
 * codebook usage per RVQ level over all frames of all clips: fraction of the codes used, entropy (bits),
   perplexity;
 * bitrate = K · log2(codebook size) · frame rate;
+* band levels: mean power (dB) of originals and reconstructions in 1 kHz bands (``band_levels``), which
+  shows a codec that renders only the low part of the spectrum (SI-SNR, dominated by the loud low band,
+  does not);
 * the bounce-click check (synthetic clips): is a click present within one video frame (125 ms) of every
   wall bounce listed in ``attributes["events"]``, in the originals and in the reconstructions?
 
@@ -49,6 +52,20 @@ CLICK_CONTRAST_DB = 15.0  # a click stands this far above the clip's median high
 CLICK_FLOOR_DB = -50.0  # ... and above this absolute level (dB re. a full-scale white-noise frame's band)
 EVENT_TOLERANCE_S = 0.125  # "within one frame": one video frame at 8 fps
 NUM_WAV_EXAMPLES = 3  # originals + reconstructions written for listening
+BAND_HZ = 1000.0  # width of the bands of the band-level report
+BAND_FFT = 512  # STFT window of the band-level report
+
+
+def band_power(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """wave (B, N) → (bands,) power summed over the batch: mean |STFT|² per bin, averaged per BAND_HZ band."""
+    from videopoet.dsp import stft_magnitude
+
+    power = stft_magnitude(wave.reshape(wave.shape[0], -1), BAND_FFT).double().pow(2).mean(2).sum(0)  # (F,)
+    freqs = torch.linspace(0, sample_rate / 2, power.shape[0], dtype=torch.float64)
+    band = torch.clamp((freqs / BAND_HZ).long(), max=int(math.ceil(sample_rate / 2 / BAND_HZ)) - 1)
+    return torch.zeros(int(band.max()) + 1, dtype=torch.float64).index_add_(0, band, power) / torch.bincount(
+        band
+    )
 
 
 # ---------------------------------------------------------------------------------------------- clicks
@@ -144,6 +161,7 @@ def evaluate(
     silent = 0
     clicks = {"original": [0, 0, 0, 0], "reconstruction": [0, 0, 0, 0]}
     written = 0
+    band_sums = {"original": 0.0, "reconstruction": 0.0}
     pending: list = []
     t0 = time.time()
     encode_s = 0.0
@@ -171,6 +189,8 @@ def evaluate(
         codes_all.append(codes.cpu())
         wave_c, recon_c = wave.cpu(), recon.cpu()
         mels.extend(multiscale_mel_distance(recon_c, wave_c, sample_rate=sr).tolist())
+        band_sums["original"] = band_sums["original"] + band_power(wave_c[:, 0], sr)
+        band_sums["reconstruction"] = band_sums["reconstruction"] + band_power(recon_c[:, 0], sr)
         loud = wave_c.abs().amax(dim=(1, 2)) >= SILENT_PEAK  # (B,)
         silent += int((~loud).sum())
         for k in range(levels):
@@ -263,6 +283,13 @@ def evaluate(
         "levels": levels,
         "codebook_size": cfg.codebook_size,
         "bounce_clicks": click_report,
+        "band_levels": {
+            "band_hz": BAND_HZ,
+            **{
+                name: [round(10 * math.log10(float(p) / count + 1e-20), 1) for p in total]
+                for name, total in band_sums.items()
+            },
+        },
         "codec_seconds": round(encode_s, 3),
         "audio_seconds": round(audio_s, 3),
         "wall_seconds": round(time.time() - t0, 2),
@@ -312,6 +339,16 @@ def main(args) -> int:
             f"{bc['reconstruction']['false_alarm_rate']:.0%}. Detector: energy above "
             f"{CLICK_BAND_HZ / 1000:g} kHz, {CLICK_CONTRAST_DB:g} dB over the clip median."
         )
+    bl = metrics["band_levels"]
+    width = bl["band_hz"] / 1000
+    notes.append(
+        "Mean power per band, original → reconstruction (dB): "
+        + "; ".join(
+            f"{k * width:g}–{(k + 1) * width:g} kHz {a:.1f} → {b:.1f}"
+            for k, (a, b) in enumerate(zip(bl["original"], bl["reconstruction"]))
+        )
+        + "."
+    )
     images: list = []
     json_path, md_path = write_report(out, "Audio codec evaluation", metrics, images=images, notes=notes)
     print(
