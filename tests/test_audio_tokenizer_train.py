@@ -405,3 +405,22 @@ def test_band_power_puts_a_tone_in_its_band():
     p = band_power(wave, 16000)
     assert p.shape == (8,)
     assert int(p.argmax()) in (2, 6) and p[2] > 1e3 * p[0] and p[6] > 1e3 * p[4]
+
+
+def test_click_diagnostics_script_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "audio_click_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("audio_click_diagnostics", path)
+    diag = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diag)
+    out = tmp_path / "diag.json"
+    argv = ["--clips", "12", "--overfit", "snake", "--steps", "1", "--threads", "1", "--out", str(out)]
+    assert diag.main(argv) == 0
+    report = json.loads(out.read_text())
+    lat = report["latents"]
+    assert lat["events"] > 0 and 0 <= lat["heard_from_codes"] <= lat["events"]
+    assert 0 <= lat["heard_from_latents"] <= lat["events"]
+    (fit,) = report["overfit"]
+    assert fit["activation"] == "snake" and fit["target_peak_db"] > fit["target_median_db"] + 30
