@@ -247,14 +247,20 @@ def test_eval_reads_real_audio_from_mp4(tmp_path):
     )  # AAC round trip
 
 
-def test_benchmark_runs_on_cpu(tmp_path):
+def _load_benchmark(name: str):
+    """A script of benchmarks/ as a module (the folder is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_audio_tokenizer.py"
-    spec = importlib.util.spec_from_file_location("bench_audio_tokenizer", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_runs_on_cpu(tmp_path):
+    bench = _load_benchmark("bench_audio_tokenizer")
     out = tmp_path / "bench.json"
     argv = [
         "--device",
@@ -408,13 +414,7 @@ def test_band_power_puts_a_tone_in_its_band():
 
 
 def test_click_diagnostics_script_runs(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "audio_click_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("audio_click_diagnostics", path)
-    diag = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diag)
+    diag = _load_benchmark("audio_click_diagnostics")
     out = tmp_path / "diag.json"
     argv = ["--clips", "12", "--overfit", "snake", "--steps", "1", "--threads", "1", "--out", str(out)]
     assert diag.main(argv) == 0
