@@ -424,3 +424,13 @@ def test_click_diagnostics_script_runs(tmp_path):
     assert 0 <= lat["heard_from_latents"] <= lat["events"]
     (fit,) = report["overfit"]
     assert fit["activation"] == "snake" and fit["target_peak_db"] > fit["target_median_db"] + 30
+
+
+def test_discriminator_scales_are_configurable(tmp_path):
+    trainer = AudioTrainer(_cfg(tmp_path, steps=3, disc_start=1, disc_scales=(256, 128, 64)), progress=False)
+    assert [d.n_fft for d in trainer.disc.discs] == [256, 128, 64]
+    assert trainer.run() == 0
+    rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "d_loss" in r]
+    assert rows and all(math.isfinite(r["d_loss"]) for r in rows)
+    with pytest.raises(ValueError, match="disc_scales"):
+        AudioTrainConfig(disc_scales=(30,)).validate()

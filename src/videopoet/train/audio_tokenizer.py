@@ -45,6 +45,7 @@ from videopoet.errors import UserError
 from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
 from videopoet.tokenizers.audio import PRESETS, AudioTokenizer
 from videopoet.tokenizers.audio_losses import (
+    DISC_SCALES,
     MultiScaleSpectralLoss,
     MultiScaleSTFTDiscriminator,
     discriminator_hinge_loss,
@@ -98,6 +99,9 @@ class AudioTrainConfig:
     ema_decay: float = 0.999  # EMA of the codec weights (warmed up: min(decay, (1 + step) / (10 + step)))
     disc_start: int = 2000  # step at which the discriminator, adversarial and feature-matching losses start
     disc_channels: int = 32  # width of each STFT sub-discriminator
+    # STFT windows of the sub-discriminators (EnCodec uses 2048/1024/512/256/128 at 24 kHz); windows
+    # shorter than a transient's decay (the world's clicks decay in 8 ms = 128 samples) let it judge them.
+    disc_scales: tuple[int, ...] = DISC_SCALES
     w_mel: float = 1.0  # multi-scale mel loss weight
     w_stft: float = 1.0  # multi-scale STFT loss weight
     w_wave: float = 1.0  # waveform L1 weight
@@ -155,6 +159,10 @@ class AudioTrainConfig:
         if not 0.0 <= self.transient_crop_fraction <= 1.0:
             raise ConfigError(
                 f"transient_crop_fraction must be in [0, 1], got {self.transient_crop_fraction}"
+            )
+        if not self.disc_scales or any(int(n) < 16 or int(n) % 4 for n in self.disc_scales):
+            raise ConfigError(
+                f"disc_scales must be STFT windows >= 16 and divisible by 4, got {self.disc_scales}"
             )
         if self.wave_max_hz < 0:
             raise ConfigError(f"wave_max_hz must be >= 0 (0 = full band), got {self.wave_max_hz}")
@@ -325,7 +333,9 @@ class AudioTrainer:
             self._init_from(cfg.init_from)
         if cfg.segment_samples % self.mcfg.hop:
             raise ConfigError(f"segment_samples must be a multiple of the hop ({self.mcfg.hop})")
-        self.disc = MultiScaleSTFTDiscriminator(channels=cfg.disc_channels).to(self.device)
+        self.disc = MultiScaleSTFTDiscriminator(scales=tuple(cfg.disc_scales), channels=cfg.disc_channels).to(
+            self.device
+        )
         self.recon_loss = MultiScaleSpectralLoss(sample_rate=self.mcfg.sample_rate).to(self.device)
         if cfg.train_decoder_only:
             self.model.encoder.requires_grad_(False)
