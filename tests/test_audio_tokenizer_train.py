@@ -53,7 +53,10 @@ def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
     from videopoet.tokenizers.audio import AudioTokenizer
 
     torch.manual_seed(3)
-    AudioTokenizer.from_preset("debug").save_pretrained(tmp_path / "src")
+    trained = AudioTokenizer.from_preset("debug")
+    for level in trained.quantizer.levels:  # as after training: no k-means initialisation on loading
+        level.initted.fill_(True)
+    trained.save_pretrained(tmp_path / "src")
     source = AudioTokenizer.from_pretrained(tmp_path / "src")
     trainer = AudioTrainer(_cfg(tmp_path, init_from=str(tmp_path / "src")), progress=False)
     for k, v in source.state_dict().items():
@@ -434,3 +437,23 @@ def test_discriminator_scales_are_configurable(tmp_path):
     assert rows and all(math.isfinite(r["d_loss"]) for r in rows)
     with pytest.raises(ValueError, match="disc_scales"):
         AudioTrainConfig(disc_scales=(30,)).validate()
+
+
+def test_init_from_gives_loaded_codes_a_grace_period(tmp_path):
+    from videopoet.tokenizers.audio import AudioTokenizer
+    from videopoet.tokenizers.quantizers import RESTART_GRACE
+
+    torch.manual_seed(0)
+    trained = AudioTokenizer.from_preset("debug")
+    for level in trained.quantizer.levels:  # as after training: no k-means initialisation on loading
+        level.initted.fill_(True)
+    trained.save_pretrained(tmp_path / "src")
+    # the run's own dead-code threshold (0.2), not the saved one (0.05), sets the starting counts
+    cfg = _cfg(tmp_path, steps=1, init_from=str(tmp_path / "src"), model={"dead_code_threshold": 0.2})
+    trainer = AudioTrainer(cfg, progress=False)
+    for level in trainer.model.quantizer.levels:
+        count = RESTART_GRACE * 0.2
+        assert torch.all(level.cluster_size == count)
+        torch.testing.assert_close(level.embed_avg / count, level.embed)
+    trainer.train_step(trainer.val_wave[:2, :, :1600])
+    assert sum(trainer.model.quantizer.last_restarts) == 0  # no loaded code dies on the first batch

@@ -380,9 +380,8 @@ class AudioTokenizer(nn.Module):
                 f"{weights_path} does not match its config: "
                 f"missing {sorted(set(missing) - set(training_only))}, unexpected {sorted(unexpected)}"
             )
-        for level in model.quantizer.levels:  # fresh EMA statistics for fine-tuning: one vector per code
-            level.cluster_size.fill_(1.0)
-            level.embed_avg.copy_(level.embed)
+        for level in model.quantizer.levels:  # fresh EMA statistics for fine-tuning
+            level.fresh_statistics()
         return model.to(device=device, dtype=dtype).eval()
 
     # ------------------------------------------------------------------ helpers

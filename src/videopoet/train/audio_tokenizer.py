@@ -374,6 +374,8 @@ class AudioTrainer:
             copy_matching_weights(self.model, source, what=f"init_from={directory!r}")
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        for level in self.model.quantizer.levels:  # with this run's dead-code threshold
+            level.fresh_statistics()
 
     def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         g_t, g_meta = optimizer_to_flat(self.opt_g.state_dict())
