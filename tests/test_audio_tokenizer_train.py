@@ -44,6 +44,18 @@ def _cfg(tmp_path, name="run", **kw):
     return AudioTrainConfig(**base)
 
 
+def _save_trained_debug_codec(directory, *, seed: int):
+    """A debug codec saved as after training (codebooks marked initialised: no k-means when loaded)."""
+    from videopoet.tokenizers.audio import AudioTokenizer
+
+    torch.manual_seed(seed)
+    codec = AudioTokenizer.from_preset("debug")
+    for level in codec.quantizer.levels:
+        level.initted.fill_(True)
+    codec.save_pretrained(directory)
+    return codec
+
+
 def _losses(run_dir):
     return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r}
 
@@ -52,11 +64,7 @@ def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
     from videopoet.config import ConfigError
     from videopoet.tokenizers.audio import AudioTokenizer
 
-    torch.manual_seed(3)
-    trained = AudioTokenizer.from_preset("debug")
-    for level in trained.quantizer.levels:  # as after training: no k-means initialisation on loading
-        level.initted.fill_(True)
-    trained.save_pretrained(tmp_path / "src")
+    _save_trained_debug_codec(tmp_path / "src", seed=3)
     source = AudioTokenizer.from_pretrained(tmp_path / "src")
     trainer = AudioTrainer(_cfg(tmp_path, init_from=str(tmp_path / "src")), progress=False)
     for k, v in source.state_dict().items():
@@ -440,14 +448,9 @@ def test_discriminator_scales_are_configurable(tmp_path):
 
 
 def test_init_from_gives_loaded_codes_a_grace_period(tmp_path):
-    from videopoet.tokenizers.audio import AudioTokenizer
     from videopoet.tokenizers.quantizers import RESTART_GRACE
 
-    torch.manual_seed(0)
-    trained = AudioTokenizer.from_preset("debug")
-    for level in trained.quantizer.levels:  # as after training: no k-means initialisation on loading
-        level.initted.fill_(True)
-    trained.save_pretrained(tmp_path / "src")
+    _save_trained_debug_codec(tmp_path / "src", seed=0)
     # the run's own dead-code threshold (0.2), not the saved one (0.05), sets the starting counts
     cfg = _cfg(tmp_path, steps=1, init_from=str(tmp_path / "src"), model={"dead_code_threshold": 0.2})
     trainer = AudioTrainer(cfg, progress=False)
