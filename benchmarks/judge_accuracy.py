@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -50,6 +51,28 @@ def reconstruct_fn(model_dir: str | None, device: str):
         return tensor_to_frames(y)[: frames.shape[0]]
 
     return f"video tokenizer {model_dir}", run
+
+
+def object_confusions(results, attrs) -> dict:
+    """Which objects the judge got wrong, by attribute: counts per true size and the commonest confusions."""
+    by_size: Counter = Counter()
+    pairs: Counter = Counter()
+    objects = 0
+    for r, a in zip(results, attrs):
+        pred = {o.color: o for o in r.objects}
+        for o in a["objects"]:
+            objects += 1
+            p = pred.get(o["color"])
+            for key in ("shape", "motion"):
+                got = getattr(p, key) if p is not None else "missing"
+                if got != o[key]:
+                    by_size[f"{key}/{o['size']}"] += 1
+                    pairs[f"{key}: {o['size']} {o[key]} read as {got}"] += 1
+    return {
+        "objects": objects,
+        "errors_by_true_size": dict(by_size),
+        "top_confusions": dict(pairs.most_common(8)),
+    }
 
 
 def wrong_clip_checks() -> dict[str, bool]:
@@ -105,6 +128,7 @@ def main() -> None:
         degraded = [judge_clip(degrade(c.frames, args.seed + i), c.audio, c.sample_rate, c.fps)
                     for i, c in enumerate(clips)]  # fmt: skip
         report[f"{split}/reconstructed"] = judge_accuracy([None] * len(clips), attrs, results=degraded)
+        report[f"{split}/reconstructed_confusions"] = object_confusions(degraded, attrs)
         shift = max(1, len(clips) // 3)
         shuffled = attrs[shift:] + attrs[:shift]
         report[f"{split}/shuffled_control"] = judge_accuracy([None] * len(clips), shuffled, results=clean)

@@ -160,3 +160,22 @@ def test_rotation_needs_coherent_phases():
     # (The judge before this check read it as rotating by −1.2 rad.)
     (ragged,) = judge_clip(_polygon_clip(4, 0.0, dx=50, bumps=1)).objects
     assert ragged.details["rotation"] == 0.0 and ragged.motion == "moving right", ragged.details
+
+
+def test_object_confusions_count_only_the_wrong_objects(judged):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "judge_accuracy.py"
+    spec = importlib.util.spec_from_file_location("judge_accuracy_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = [r for _, r in judged]
+    attrs = [c.attributes for c, _ in judged]
+    right = bench.object_confusions(results, attrs)
+    assert right["objects"] == sum(len(a["objects"]) for a in attrs)
+    wrong_count = sum(right["errors_by_true_size"].values())
+    assert wrong_count <= 1  # ground truth: at most a stray miss over 30 clips
+    shuffled = bench.object_confusions(results, attrs[7:] + attrs[:7])
+    assert sum(shuffled["errors_by_true_size"].values()) > 10 * max(1, wrong_count)
+    assert all(" read as " in k for k in shuffled["top_confusions"])
