@@ -460,3 +460,11 @@ def test_init_from_gives_loaded_codes_a_grace_period(tmp_path):
         torch.testing.assert_close(level.embed_avg / count, level.embed)
     trainer.train_step(trainer.val_wave[:2, :, :1600])
     assert sum(trainer.model.quantizer.last_restarts) == 0  # no loaded code dies on the first batch
+
+
+def test_bad_model_override_is_a_config_error(tmp_path):
+    from videopoet.config import ConfigError
+
+    for bad in ({"quantizer_dropout": 2.0}, {"activation": "relu"}, {"no_such_field": 1}):
+        with pytest.raises(ConfigError, match="model overrides"):
+            AudioTrainer(_cfg(tmp_path, model=bad), progress=False)

@@ -156,6 +156,8 @@ def test_config_errors(tmp_path):
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "frames=6")]) == 2
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "preset=huge")]) == 2
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "model.bogus=1")]) == 2
+    assert cli(["train", "video-tokenizer", *_args(tmp_path, "model.codebook_bits=0")]) == 2
+    assert cli(["train", "video-tokenizer", *_args(tmp_path, "model.norm_groups=5")]) == 2
 
 
 def test_eval_cli(trained, tmp_path):

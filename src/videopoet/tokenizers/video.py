@@ -67,6 +67,9 @@ class VideoTokenizerConfig:
                     f"norm_groups={self.norm_groups} must divide every level width "
                     f"(base_channels × channel_mult = {self.base_channels * m})"
                 )
+        for name in ("in_channels", "base_channels", "norm_groups", "codebook_bits", "entropy_group_bits"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.temporal_pad not in ("replicate", "zeros"):
             raise ValueError(f"temporal_pad must be 'replicate' or 'zeros', got {self.temporal_pad!r}")
         self.channel_mult = tuple(self.channel_mult)

@@ -326,7 +326,7 @@ class AudioTrainer:
         seed_everything(cfg.seed)
         try:
             self.model = AudioTokenizer.from_preset(cfg.preset, **cfg.model).to(self.device)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # an unknown field, or a value the model config refuses
             raise ConfigError(f"model overrides {cfg.model}: {e}") from None
         self.mcfg = self.model.config
         if cfg.init_from and not resume:

@@ -130,7 +130,7 @@ class VideoTokenizerTrainConfig:
     def model_config(self) -> VideoTokenizerConfig:
         try:
             return dataclasses.replace(PRESETS[self.preset], **self.model)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # an unknown field, or a value the model config refuses
             raise ConfigError(f"model overrides {self.model}: {e}") from None
 
     def entropy_weight_at(self, step: int) -> float:
