@@ -1,5 +1,6 @@
 """Audio codec training: exact resume, the loss-explosion guard, CLI train + eval end to end, metrics."""
 
+import importlib.util
 import json
 import math
 
@@ -159,6 +160,9 @@ def test_cli_train_then_eval_end_to_end(tmp_path):
     assert report["bounce_clicks"]["original"]["detection_rate"] == 1.0  # heldout:3 has bounces
     bands = report["band_levels"]
     assert bands["band_hz"] == 1000 and len(bands["original"]) == len(bands["reconstruction"]) == 8
+    if importlib.util.find_spec("PIL") is not None:  # the band chart needs pillow (the media extra)
+        assert (tmp_path / "report_bands.png").is_file()
+        assert "report_bands.png" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".md").read_text().startswith("# Audio codec evaluation")
     # a bad --resume / out_dir is a one-line user error, not a traceback
     assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 2

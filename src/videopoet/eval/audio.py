@@ -54,6 +54,7 @@ EVENT_TOLERANCE_S = 0.125  # "within one frame": one video frame at 8 fps
 NUM_WAV_EXAMPLES = 3  # originals + reconstructions written for listening
 BAND_HZ = 1000.0  # width of the bands of the band-level report
 BAND_FFT = 512  # STFT window of the band-level report
+BAND_CHART_FLOOR_DB = -60.0  # the band chart's bars start at this level
 
 
 def band_power(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -350,6 +351,22 @@ def main(args) -> int:
         + "."
     )
     images: list = []
+    try:
+        from videopoet.eval.report import bar_chart
+
+        floor = BAND_CHART_FLOOR_DB
+        bands = {
+            name: {
+                f"{k * width:g}-{(k + 1) * width:g}k": max(0.0, level - floor)
+                for k, level in enumerate(bl[name])
+            }
+            for name in ("original", "reconstruction")
+        }
+        chart = out.parent / f"{out.name}_bands.png"
+        title = f"mean power per band, dB above {floor:g} dB"
+        images.append(("power per band", bar_chart(chart, bands, title=title, ymax=None)))
+    except ImportError:  # pillow (the media extra) draws the chart; the numbers are in the JSON either way
+        log.info("pillow is not installed: no band chart")
     json_path, md_path = write_report(out, "Audio codec evaluation", metrics, images=images, notes=notes)
     print(
         f"SI-SNR {metrics['si_snr_db']:.2f} dB, mel distance {metrics['mel_distance']:.3f}, "
