@@ -16,12 +16,11 @@ import json
 import time
 from collections import Counter
 
-import numpy as np
-
 from videopoet.data.synthetic import render_clip
 from videopoet.eval.judge import (
     all_correct,
     chance_agreement,
+    draw_moving_shape,
     judge_accuracy,
     judge_clip,
     parse_caption,
@@ -78,21 +77,8 @@ def object_confusions(results, attrs) -> dict:
 def wrong_clip_checks() -> dict[str, bool]:
     """Clips drawn by hand (not by the world) must pass for their own caption and fail for others."""
 
-    def draw(shape, rgb, dx, frames=17, size=128):
-        video = np.zeros((frames, size, size, 3), np.uint8)
-        video[:] = (30, 30, 34)
-        ys, xs = np.mgrid[0:size, 0:size]
-        for t in range(frames):
-            cx, cy = size / 2 - dx / 2 + dx * t / (frames - 1), size / 2
-            if shape == "circle":
-                inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= 16**2
-            else:
-                inside = (np.abs(xs - cx) <= 13.6) & (np.abs(ys - cy) <= 13.6)
-            video[t][inside] = rgb
-        return video
-
-    blue_square_left = judge_clip(draw("square", (50, 80, 235), -50))
-    red_circle_right = judge_clip(draw("circle", (230, 40, 40), 50))
+    blue_square_left = judge_clip(draw_moving_shape("square", (50, 80, 235), -50))
+    red_circle_right = judge_clip(draw_moving_shape("circle", (230, 40, 40), 50))
     return {
         "blue square left passes 'a blue square moving left'": all_correct(
             score_against(blue_square_left, parse_caption("a blue square moving left"))),

@@ -8,6 +8,7 @@ from videopoet.eval.judge import (
     FEATURE_DIM,
     all_correct,
     chance_agreement,
+    draw_moving_shape,
     event_f1,
     judge_accuracy,
     judge_clip,
@@ -63,24 +64,9 @@ def test_shuffled_captions_score_near_chance(judged):
     assert control["all_correct"] <= 0.05
 
 
-def _draw(shape: str, rgb, dx: float, frames: int = 17, size: int = 128) -> np.ndarray:
-    """A clip drawn here, not by the world: one shape on a dark solid background moving by dx pixels."""
-    video = np.zeros((frames, size, size, 3), np.uint8)
-    video[:] = (30, 30, 34)
-    ys, xs = np.mgrid[0:size, 0:size]
-    for t in range(frames):
-        cx, cy = size / 2 - dx / 2 + dx * t / (frames - 1), size / 2
-        if shape == "circle":
-            inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= 16**2
-        else:
-            inside = (np.abs(xs - cx) <= 13.6) & (np.abs(ys - cy) <= 13.6)
-        video[t][inside] = rgb
-    return video
-
-
 def test_wrong_clip_does_not_pass_for_another_caption():
-    blue_square_left = _draw("square", (50, 80, 235), dx=-50)
-    red_circle_right = _draw("circle", (230, 40, 40), dx=50)
+    blue_square_left = draw_moving_shape("square", (50, 80, 235), dx=-50)
+    red_circle_right = draw_moving_shape("circle", (230, 40, 40), dx=50)
     res = judge_clip(blue_square_left)
     assert [(o.color, o.shape, o.size, o.motion) for o in res.objects] == [
         ("blue", "square", "medium", "moving left")

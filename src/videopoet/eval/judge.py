@@ -698,6 +698,22 @@ def _features(result: JudgeResult, geoms: dict[int, _Geometry], frames: np.ndarr
 
 
 # ================================================================ robustness check
+def draw_moving_shape(shape: str, rgb, dx: float, frames: int = 17, size: int = 128) -> np.ndarray:
+    """A clip drawn by hand, not by the world: a circle (any other ``shape``: a square) of radius ~16 px in
+    colour ``rgb`` on a dark solid background, moving horizontally by ``dx`` pixels. For wrong-clip checks."""
+    video = np.zeros((frames, size, size, 3), np.uint8)
+    video[:] = (30, 30, 34)
+    ys, xs = np.mgrid[0:size, 0:size]
+    for t in range(frames):
+        cx, cy = size / 2 - dx / 2 + dx * t / (frames - 1), size / 2
+        if shape == "circle":
+            inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= 16**2
+        else:
+            inside = (np.abs(xs - cx) <= 13.6) & (np.abs(ys - cy) <= 13.6)
+        video[t][inside] = rgb
+    return video
+
+
 def simulate_reconstruction(frames: np.ndarray, seed: int, *, strength: float = 1.0) -> np.ndarray:
     """Degrade clean frames the way a lossy video tokenizer does, as a stand-in until one is trained.
 
