@@ -27,15 +27,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from videopoet.data.datasets import open_dataset  # noqa: E402
-from videopoet.dsp import lowpass, stft_magnitude  # noqa: E402
+from videopoet.dsp import stft_magnitude  # noqa: E402
 from videopoet.eval.audio import CLICK_BAND_HZ, detect_clicks, event_times  # noqa: E402
 from videopoet.tokenizers.audio import PRESETS, AudioTokenizer  # noqa: E402
-from videopoet.tokenizers.audio_losses import MultiScaleSpectralLoss, highband_loss  # noqa: E402
+from videopoet.tokenizers.audio_losses import MultiScaleSpectralLoss  # noqa: E402
 from videopoet.train.audio_tokenizer import (  # noqa: E402
     AudioTrainConfig,
     SegmentDataset,
     open_audio_dataset,
-    si_snr_loss,
+    reconstruction_loss,
 )
 
 
@@ -83,13 +83,12 @@ def overfit_check(activation: str, steps: int, highband: float, wave_max_hz: flo
     model = AudioTokenizer(dataclasses.replace(PRESETS["tiny"], activation=activation)).train()
     sr = model.config.sample_rate
     spectral = MultiScaleSpectralLoss(sample_rate=sr)
+    # the trainer's own loss (unit weights), with the high band and phase-loss cut-off of the experiment
+    losses = AudioTrainConfig(w_highband=highband, highband_hz=wave_max_hz, wave_max_hz=wave_max_hz)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.9))
     for _ in range(steps):
         out = model(w)
-        rl = spectral(out.recon, w)
-        wx, wy = lowpass(out.recon, wave_max_hz, sr), lowpass(w, wave_max_hz, sr)
-        loss = rl.mel + rl.stft + (wx - wy).abs().mean() + si_snr_loss(wx, wy) + out.commitment_loss
-        loss = loss + highband * highband_loss(out.recon, w, sample_rate=sr, min_hz=wave_max_hz)
+        loss, _ = reconstruction_loss(losses, spectral, out.recon, w, out.commitment_loss, sample_rate=sr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

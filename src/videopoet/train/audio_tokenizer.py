@@ -447,27 +447,9 @@ class AudioTrainer:
         with autocast(dev, use_amp):
             out = self.model(wave)
         recon = out.recon.float()
-        rl = self.recon_loss(recon, wave)
-        wave_l1, wx, wy = rl.waveform, recon, wave
-        if c.wave_max_hz:  # phase-aware losses on the band below wave_max_hz only
-            wx = lowpass(recon, c.wave_max_hz, self.mcfg.sample_rate)
-            wy = lowpass(wave.float(), c.wave_max_hz, self.mcfg.sample_rate)
-            wave_l1 = (wx - wy).abs().mean()
-        loss = c.w_mel * rl.mel + c.w_stft * rl.stft + c.w_wave * wave_l1 + c.w_commit * out.commitment_loss
-        m = {
-            "mel": rl.mel.item(),
-            "stft": rl.stft.item(),
-            "wave_l1": wave_l1.item(),
-            "commit": out.commitment_loss.item(),
-        }
-        if c.w_highband:
-            hb = highband_loss(recon, wave, sample_rate=self.mcfg.sample_rate, min_hz=c.highband_hz)
-            loss = loss + c.w_highband * hb
-            m["highband"] = hb.item()
-        if c.w_sisnr:
-            snr = si_snr_loss(wx, wy)
-            loss = loss + c.w_sisnr * snr
-            m["neg_sisnr_db"] = 10 * snr.item()
+        loss, m = reconstruction_loss(
+            c, self.recon_loss, recon, wave, out.commitment_loss, sample_rate=self.mcfg.sample_rate
+        )
         if gan:
             self.disc.requires_grad_(False)
             with autocast(dev, use_amp):
@@ -694,6 +676,42 @@ class AudioTrainer:
         self._event("exported", path=str(path), minutes=round((time.time() - t0) / 60, 2), **final_eval)
         self.metrics.close()
         return 0
+
+
+def reconstruction_loss(
+    c: AudioTrainConfig,
+    spectral: MultiScaleSpectralLoss,
+    recon: torch.Tensor,
+    wave: torch.Tensor,
+    commitment: torch.Tensor,
+    *,
+    sample_rate: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The codec's non-adversarial loss with ``c``'s weights: mel + STFT + waveform L1 + commitment, then the
+    high-band and SI-SNR terms when weighted; waveform L1 and SI-SNR below ``c.wave_max_hz`` when it is set.
+    Returns (loss, the terms as floats for the metrics log)."""
+    rl = spectral(recon, wave)
+    wave_l1, wx, wy = rl.waveform, recon, wave
+    if c.wave_max_hz:  # phase-aware losses on the band below wave_max_hz only
+        wx = lowpass(recon, c.wave_max_hz, sample_rate)
+        wy = lowpass(wave, c.wave_max_hz, sample_rate)
+        wave_l1 = (wx - wy).abs().mean()
+    loss = c.w_mel * rl.mel + c.w_stft * rl.stft + c.w_wave * wave_l1 + c.w_commit * commitment
+    m = {
+        "mel": rl.mel.item(),
+        "stft": rl.stft.item(),
+        "wave_l1": wave_l1.item(),
+        "commit": commitment.item(),
+    }
+    if c.w_highband:
+        hb = highband_loss(recon, wave, sample_rate=sample_rate, min_hz=c.highband_hz)
+        loss = loss + c.w_highband * hb
+        m["highband"] = hb.item()
+    if c.w_sisnr:
+        snr = si_snr_loss(wx, wy)
+        loss = loss + c.w_sisnr * snr
+        m["neg_sisnr_db"] = 10 * snr.item()
+    return loss, m
 
 
 def si_snr_loss(recon: torch.Tensor, target: torch.Tensor, *, cap_db: float = SISNR_CAP_DB) -> torch.Tensor:
