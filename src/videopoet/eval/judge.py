@@ -46,6 +46,7 @@ from videopoet.data.world import (
     SHAPES,
     SIZES,
 )
+from videopoet.eval.shape_net import bundled_shape_net, object_crops, shape_log_probs
 
 COLOR_NAMES = tuple(COLORS)
 PALETTE = np.asarray([COLORS[c] for c in COLOR_NAMES], np.float32)  # (K, 3)
@@ -451,21 +452,71 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def judge_clip(
-    frames: np.ndarray, audio: np.ndarray | None = None, sample_rate: int = 16000, fps: float = 8
-) -> JudgeResult:
-    """Recover objects (colour, shape, size, motion), background, camera and bounce events of a clip."""
-    frames = _check_frames(frames)
+def membership(frames: np.ndarray, k: int) -> np.ndarray:
+    """float32 (T, H, W) in [0, 1]: how close each pixel is to palette colour k, shaded as the renderer
+    shades. 1 up to half the tolerance of ``palette_labels``, 0 from 1.5× it, and faded to 0 for pixels
+    whose brightest channel is ≥ 30 levels under the object minimum (``MIN_OBJECT_CHANNEL``)."""
+    p = frames.astype(np.float32)  # (T, H, W, 3)
+    c = PALETTE[k]
+    dot, norm = p @ c, float(c @ c)
+    scale = np.clip(dot / norm, *SHADE_RANGE)
+    dist = np.sqrt(np.maximum((p**2).sum(-1) - 2 * scale * dot + scale**2 * norm, 0.0))
+    bright = np.clip((p.max(-1) - MIN_OBJECT_CHANNEL) / 30.0 + 1.0, 0.0, 1.0)
+    return (np.clip(1.5 - dist / COLOR_TOLERANCE, 0.0, 1.0) * bright).astype(np.float32)
+
+
+@dataclass
+class FoundObjects:
+    labels: np.ndarray  # int8 (T, H, W) palette index per pixel (−1: none), see palette_labels
+    chosen: list[int]  # palette indices of the objects, ascending
+    masks: dict[int, np.ndarray]  # palette index → bool (T, H, W) main blob per frame
+    contact: dict[int, np.ndarray]  # palette index → bool (T,) frames where it touches another object
+
+
+def find_objects(frames: np.ndarray) -> FoundObjects:
+    """The objects of a clip: colours with a solid blob in most frames (the MAX_OBJECTS largest), each
+    one's main blob per frame and the frames where it touches another object (occlusion possible)."""
     t_count, h, w, _ = frames.shape
     labels = palette_labels(frames)  # (T, H, W)
-
-    # Objects: colours with a solid blob in most frames; keep the MAX_OBJECTS largest.
     masks = labels[None] == np.arange(len(COLOR_NAMES))[:, None, None, None]  # (K, T, H, W)
     solid = _erode(masks).sum((2, 3))  # (K, T)
     present = (solid >= MIN_OBJECT_PIXELS_FRAC * h * w).mean(1) >= MIN_PRESENT_FRAMES
     mass = np.where(present, masks.sum((1, 2, 3)), -1)
-    chosen = [int(k) for k in np.argsort(-mass)[:MAX_OBJECTS] if present[k]]
-    chosen.sort()
+    chosen = sorted(int(k) for k in np.argsort(-mass)[:MAX_OBJECTS] if present[k])
+    blobs = {k: _main_blob(masks[k]) for k in chosen}
+    # Touching: within a few pixels (codec blur leaves an unclassified rim between two objects).
+    dilated = {k: _dilate(blobs[k], CONTACT_PX) for k in chosen}
+    contact = {}
+    for k in chosen:
+        contact[k] = np.zeros(t_count, bool)
+        for j in chosen:
+            if j != k:
+                contact[k] |= (dilated[k] & blobs[j]).any((1, 2))
+    return FoundObjects(labels, chosen, blobs, contact)
+
+
+def object_crops_of(frames: np.ndarray, found: FoundObjects, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shape reader's input for object k: (crops (T', S, S), frame indices (T',)), see shape_net."""
+    near = _dilate(found.masks[k], 2)
+    return object_crops(membership(frames, k) * near, found.masks[k])
+
+
+def judge_clip(
+    frames: np.ndarray,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    fps: float = 8,
+    *,
+    learned_shapes: bool = True,
+) -> JudgeResult:
+    """Recover objects (colour, shape, size, motion), background, camera and bounce events of a clip.
+
+    Shapes come from the bundled shape reader (``eval/shape_net.py``) when it is installed and
+    ``learned_shapes`` is on, else from the moments alone."""
+    frames = _check_frames(frames)
+    t_count, h, w, _ = frames.shape
+    found = find_objects(frames)
+    labels, chosen = found.labels, found.chosen
 
     # Background pixels: not near any object-coloured pixel.
     any_obj = labels >= 0
@@ -477,18 +528,16 @@ def judge_clip(
     else:  # a featureless background shows no camera motion (the world only moves the camera over texture)
         camera = CameraEstimate("static", 0.0, 0.0, 0.0, {})
 
-    for k in chosen:
-        masks[k] = _main_blob(masks[k])
-    geoms = {k: _geometry(masks[k]) for k in chosen}
-    # Touching: within a few pixels (codec blur leaves an unclassified rim between two objects).
-    dilated = {k: _dilate(masks[k], CONTACT_PX) for k in chosen}
+    geoms = {k: _geometry(found.masks[k]) for k in chosen}
+    net = bundled_shape_net() if learned_shapes else None
     measured = []
     for k in chosen:
-        contact = np.zeros(t_count, bool)
-        for j in chosen:
-            if j != k:
-                contact |= (dilated[k] & masks[j]).any((1, 2))
-        measured.append(_measure_object(k, geoms[k], contact))
+        shape_lp = None
+        if net is not None:
+            crops, idx = object_crops_of(frames, found, k)
+            shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
+            shape_lp[idx] = shape_log_probs(net, crops)
+        measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp, net))
     if camera.alternative is not None:
         # Stripes moving at ~45°: the background cannot tell a pan along x from one along y. Objects the
         # camera carries can: under the right pan they are world-still or move along one axis.
@@ -521,8 +570,11 @@ class _Measured:
     reversal: float  # largest come-back excursion of the screen track, pixels
 
 
-def _measure_object(k: int, g: _Geometry, contact: np.ndarray) -> _Measured:
-    """Camera-independent measurements of one object."""
+def _measure_object(
+    k: int, g: _Geometry, contact: np.ndarray, shape_lp: np.ndarray | None = None, net=None
+) -> _Measured:
+    """Camera-independent measurements of one object; ``shape_lp`` (T, K): the shape reader's per-frame
+    log-probabilities over ``net.config.shapes`` (NaN rows: no crop), or None for the moments alone."""
     t_count = g.area.shape[0]
     s = np.arange(t_count) / max(t_count - 1, 1)
     log_area = np.log(np.maximum(g.area, 1.0))
@@ -557,6 +609,12 @@ def _measure_object(k: int, g: _Geometry, contact: np.ndarray) -> _Measured:
     mags = np.nanmedian(np.abs(g.moments[idx]), axis=0)
     compact = float(np.nanmedian(g.compact[idx]))
     shape = _classify_shape(mags, compact)
+    if shape_lp is not None:
+        # the reader sums its evidence over the frames the moments trust (all cropped frames otherwise)
+        have = np.isfinite(shape_lp).all(1)
+        use = clear & have if (clear & have).any() else have
+        if use.any():
+            shape = net.config.shapes[int(np.argmax(shape_lp[use].sum(0)))]
     # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle), summed over pairs of
     # consecutive trusted frames (a gap could alias) and scaled to the whole clip.
     order = SYMMETRY_ORDER[shape]
