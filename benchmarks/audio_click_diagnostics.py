@@ -54,7 +54,7 @@ def latents_check(model: AudioTokenizer, clips: int) -> dict:
         z = model.encoder(w[..., : (w.shape[-1] // hop) * hop])
         q = model.quantizer.decode(model.quantizer.encode(z))
         for name, lat in (("codes", q), ("latents", z)):
-            heard[name] += detect_clicks(model.decoder(lat)[0, 0].numpy(), sr, ev).hits
+            heard[name] += detect_clicks(model.decoder(lat)[0][0, 0].numpy(), sr, ev).hits
         events += len(ev)
     return {
         "clips": clips,

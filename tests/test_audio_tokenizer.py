@@ -1,6 +1,7 @@
 """SoundStream codec: frame-count contract, causality, save/load, fewer-level decoding, input checks."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -64,7 +65,10 @@ def test_causality_future_samples_never_change_past_frames():
     # The decoder is causal too: output samples of frame f depend on frames ≤ f only.
     ca, cb = m.encode(a), m.encode(b)
     cb[..., done:] = (cb[..., done:] + 1) % m.config.codebook_size
-    ya, yb = m.decoder(m.codes_to_embeddings(ca).double()), m.decoder(m.codes_to_embeddings(cb).double())
+    ya, yb = (
+        m.decoder(m.codes_to_embeddings(ca).double())[0],
+        m.decoder(m.codes_to_embeddings(cb).double())[0],
+    )
     assert torch.equal(ya[..., : done * 320], yb[..., : done * 320])
     assert not torch.allclose(ya[..., done * 320 :], yb[..., done * 320 :])
 
@@ -151,3 +155,50 @@ def test_snake_activation_option(tmp_path):
     assert torch.equal(loaded.decode(codes), m.decode(codes))
     with pytest.raises(ValueError, match="activation"):
         dataclasses.replace(PRESETS["debug"], activation="relu").validate()
+
+
+def test_noise_branch_bands_decoding_and_causality(tmp_path):
+    import dataclasses
+
+    from videopoet.tokenizers.audio import band_noise
+
+    noise = band_noise(2, 6100.0, 16000, length=8192).double()  # (2, 8192)
+    assert noise.shape == (2, 8192)
+    torch.testing.assert_close(noise.pow(2).mean(-1), torch.ones(2, dtype=torch.float64), rtol=1e-4, atol=0)
+    power = torch.fft.rfft(noise).abs().pow(2)  # (2, F)
+    freqs = torch.fft.rfftfreq(8192, 1 / 16000)
+    assert power[:, freqs < 6100].sum() < 1e-6 * power.sum()  # nothing below the branch's band
+    assert power[0, freqs > 7050].sum() < 1e-6 * power[0].sum()  # the bands do not overlap
+    torch.manual_seed(0)
+    m = AudioTokenizer(dataclasses.replace(PRESETS["debug"], noise_bands=2)).double().eval()
+    n, p = 6400, 2900
+    a = _wave(1, n, seed=1).double()
+    b = a.clone()
+    b[..., p:] = _wave(1, n - p, seed=2).double()
+    done = p // 320
+    with torch.no_grad():
+        m.decoder.noise.gain.conv.weight.normal_()  # a trained branch: gains follow the features
+        ca, cb = m.encode(a), m.encode(b)
+        cb[..., done:] = (cb[..., done:] + 1) % m.config.codebook_size
+        (ya, ga), (yb, _) = (m.decoder(m.codes_to_embeddings(c).double()) for c in (ca, cb))
+    assert ga.shape == (1, 2, n // 8)  # a gain per band every 8 samples
+    assert torch.equal(ya[..., : done * 320], yb[..., : done * 320])  # still causal
+    assert not torch.allclose(ya[..., done * 320 :], yb[..., done * 320 :])
+    assert torch.equal(m.decode(ca), m.decode(ca))  # deterministic: the noise is a fixed buffer
+    m.float().save_pretrained(tmp_path / "nf")
+    loaded = AudioTokenizer.from_pretrained(tmp_path / "nf")
+    assert loaded.config.noise_bands == 2
+    assert torch.equal(loaded.decode(ca), m.decode(ca))
+    with pytest.raises(ValueError, match="noise_min_hz"):
+        dataclasses.replace(PRESETS["debug"], noise_bands=1, noise_min_hz=9000.0).validate()
+
+
+def test_new_noise_branch_starts_silent():
+    import dataclasses
+
+    from videopoet.tokenizers.audio import NOISE_FLOOR
+
+    torch.manual_seed(0)
+    m = AudioTokenizer(dataclasses.replace(PRESETS["debug"], noise_bands=2)).eval()
+    out = m(_wave(1, 3200))
+    assert (out.noise_log_gains - math.log(NOISE_FLOOR)).abs().max() < 0.5  # near the −80 dB floor

@@ -472,3 +472,40 @@ def test_bad_model_override_is_a_config_error(tmp_path):
     for bad in ({"quantizer_dropout": 2.0}, {"activation": "relu"}, {"no_such_field": 1}):
         with pytest.raises(ConfigError, match="model overrides"):
             AudioTrainer(_cfg(tmp_path, model=bad), progress=False)
+
+
+def test_noise_envelope_loss_pulls_gains_to_the_band_envelope():
+    from videopoet.tokenizers.audio_losses import noise_envelope_loss
+
+    g = torch.Generator().manual_seed(0)
+    n, up = 3200, 8
+    wave = 0.3 * torch.sin(2 * math.pi * 440 * torch.arange(n) / 16000)  # a tone: nothing in 6.1–8 kHz
+    burst = slice(1600, 1760)
+    wave[burst] += 0.4 * torch.randn(160, generator=g)  # a broadband burst: loud in every band
+    log_gains = torch.full((1, 2, n // up), math.log(1e-4), requires_grad=True)
+    opt = torch.optim.Adam([log_gains], lr=0.1)
+    first = None
+    for _ in range(200):
+        loss = noise_envelope_loss(log_gains, wave.reshape(1, 1, n), min_hz=6100.0, sample_rate=16000)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first
+    rms = log_gains.detach().exp()[0]  # (2, L)
+    inside, outside = rms[:, 1600 // up + 2 : 1760 // up - 2], rms[:, : 1500 // up]
+    # white noise of RMS 0.4 puts ≈ 0.4·sqrt(950/8000) ≈ 0.14 in each 950 Hz band; the tone puts nothing
+    assert inside.median() > 0.05 and outside.median() < 1e-3
+
+
+def test_init_from_adds_a_noise_branch(tmp_path):
+    src = _save_trained_debug_codec(tmp_path / "src", seed=1)
+    trainer = AudioTrainer(
+        _cfg(tmp_path, init_from=str(tmp_path / "src"), model={"noise_bands": 2}, steps=2), progress=False
+    )
+    mine = trainer.model.state_dict()
+    assert torch.equal(mine["decoder.net.0.conv.bias"], src.state_dict()["decoder.net.0.conv.bias"])
+    assert "decoder.noise.gain.conv.weight" in mine
+    assert trainer.run() == 0
+    logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert all("noise_env" in r and math.isfinite(r["noise_env"]) for r in logged)

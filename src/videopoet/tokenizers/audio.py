@@ -66,6 +66,14 @@ class AudioTokenizerConfig:
     # a periodic bias that lets a small decoder synthesise harmonics; the ELU codec of the same size
     # renders nothing above ~2.5 kHz (docs/pretrained.md).
     activation: str = "elu"
+    # Noise filling of the top band (as in HE-AAC's band replication and Opus/CELT): the decoder adds
+    # ``noise_bands`` bands of fixed white noise between ``noise_min_hz`` and Nyquist, each scaled by a
+    # gain it predicts from its features after the second upsampling (every 8 samples for the default
+    # strides: 0.5 ms). A deterministic decoder cannot match a noise burst's phase, so waveform losses
+    # teach it to leave such bursts out (the world's bounce clicks); their envelope it can match.
+    # 0 bands (the default, and every codec saved before this option) = no noise branch.
+    noise_bands: int = 0
+    noise_min_hz: float = 6100.0  # lower edge of the noise bands (the world's voices stay below 6,080 Hz)
 
     @property
     def hop(self) -> int:
@@ -101,6 +109,16 @@ class AudioTokenizerConfig:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if not 0.0 <= self.quantizer_dropout <= 1.0:
             raise ValueError(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
+        if self.noise_bands < 0:
+            raise ValueError(f"noise_bands must be ≥ 0, got {self.noise_bands}")
+        if self.noise_bands and not 0.0 < self.noise_min_hz < self.sample_rate / 2:
+            raise ValueError(
+                f"noise_min_hz must lie in (0, {self.sample_rate / 2:g}) Hz, got {self.noise_min_hz}"
+            )
+        if self.noise_bands and len(self.strides) < 2:
+            raise ValueError(
+                "the noise branch reads the decoder after its second upsampling: need ≥ 2 strides"
+            )
         return self
 
 
@@ -206,6 +224,71 @@ class Encoder(nn.Module):
         return self.net(wave)
 
 
+NOISE_PERIOD = 2**15  # samples of the noise branch's fixed white noise, repeated (2 s at 16 kHz)
+NOISE_SEED = 0
+NOISE_FLOOR = 1e-4  # band RMS a new branch starts at (−80 dB) and the envelope target's floor
+NOISE_MAX_LOG_GAIN = 2.0  # gains are capped at e² ≈ 7.4 (a band RMS far above any [-1, 1] signal's)
+# The gain conv's output is multiplied by this to give log gains: a log gain must travel ~7 (from the
+# floor to a burst's level), and Adam moves a parameter by about the learning rate per step.
+NOISE_LOG_SCALE = 10.0
+NOISE_INIT_STD = 1e-3  # gain-conv weights at initialisation: log gains start within ~±0.15 of the floor
+
+
+def band_edges(bands: int, min_hz: float, sample_rate: int) -> torch.Tensor:
+    """float64 (bands + 1,): equal-width band edges from ``min_hz`` to Nyquist."""
+    return torch.linspace(min_hz, sample_rate / 2, bands + 1, dtype=torch.float64)
+
+
+def band_split(wave: torch.Tensor, edges: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(..., N) → (..., bands, N): the signal's parts between consecutive ``edges`` (FFT brick wall)."""
+    x = wave.double() if wave.dtype == torch.float64 else wave.float()
+    spec = torch.fft.rfft(x, dim=-1)  # (..., N // 2 + 1)
+    freqs = torch.fft.rfftfreq(x.shape[-1], d=1.0 / sample_rate).to(x.device)
+    masks = [((freqs >= lo) & (freqs <= hi)).to(spec.dtype) for lo, hi in zip(edges[:-1], edges[1:])]
+    bands = torch.stack(masks)  # (bands, N // 2 + 1)
+    return torch.fft.irfft(spec.unsqueeze(-2) * bands, n=x.shape[-1], dim=-1)
+
+
+def band_noise(bands: int, min_hz: float, sample_rate: int, length: int = NOISE_PERIOD) -> torch.Tensor:
+    """float32 (bands, length): fixed white noise split into ``bands`` equal bands from ``min_hz`` to
+    Nyquist, each of unit RMS, periodic in ``length`` (a pure function of its arguments)."""
+    g = torch.Generator().manual_seed(NOISE_SEED)
+    white = torch.randn(length, generator=g, dtype=torch.float64)
+    noise = band_split(white, band_edges(bands, min_hz, sample_rate), sample_rate)  # (bands, length)
+    return (noise / noise.pow(2).mean(-1, keepdim=True).sqrt()).float()
+
+
+class NoiseFill(nn.Module):
+    """features (B, C, L) at 1/``up`` of the sample rate → noise (B, 1, L·up) = Σ_b gain_b(t) · noise_b(t),
+    and the log gains (B, bands, L) (training fits them to the target's band envelope).
+
+    A gain is the band's RMS; it holds for ``up`` samples. The noise is a fixed buffer, so decoding stays
+    deterministic and causal.
+    """
+
+    def __init__(self, channels: int, cfg: AudioTokenizerConfig, up: int):
+        super().__init__()
+        self.up = up
+        # It reads features normalised to unit RMS per sample (the trunk's scale is arbitrary). Small random
+        # weights, not zeros: zeros would also cut the gradient into the trunk, which must first learn to
+        # carry what the gains need (a trained ELU codec's latents hold no linear trace of the clicks).
+        self.gain = CausalConv1d(channels, cfg.noise_bands, 3, wn=False)
+        nn.init.normal_(self.gain.conv.weight, std=NOISE_INIT_STD)
+        nn.init.constant_(self.gain.conv.bias, math.log(NOISE_FLOOR) / NOISE_LOG_SCALE)
+        noise = band_noise(cfg.noise_bands, cfg.noise_min_hz, cfg.sample_rate)
+        self.register_buffer("noise", noise, persistent=False)  # (bands, NOISE_PERIOD)
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = feats / (feats.float().pow(2).mean(1, keepdim=True).sqrt() + 1e-5).to(feats.dtype)
+        log_gains = (NOISE_LOG_SCALE * self.gain(feats).float()).clamp(
+            max=NOISE_MAX_LOG_GAIN
+        )  # (B, bands, L)
+        gains = log_gains.exp().repeat_interleave(self.up, dim=-1)  # (B, bands, L·up)
+        n, period = gains.shape[-1], self.noise.shape[-1]
+        noise = self.noise.repeat(1, -(-n // period))[:, :n]  # (bands, L·up)
+        return (gains * noise).sum(1, keepdim=True), log_gains
+
+
 class Decoder(nn.Module):
     """latents (B, D, F) → wave (B, 1, F·hop) (unbounded; ``AudioTokenizer.decode`` clamps to [-1, 1])."""
 
@@ -214,15 +297,31 @@ class Decoder(nn.Module):
         wn, k = cfg.weight_norm, cfg.kernel_size
         ch, act = cfg.channels * 2 ** len(cfg.strides), cfg.activation
         layers: list[nn.Module] = [CausalConv1d(cfg.latent_dim, ch, k, wn=wn)]
-        for stride in reversed(cfg.strides):
+        self.tap = 0  # index of the layer after which the noise branch reads the features
+        for i, stride in enumerate(reversed(cfg.strides)):
             layers += [ACTIVATIONS[act](ch), CausalConvTranspose1d(ch, ch // 2, stride, wn=wn)]
             ch //= 2
             layers += [ResidualUnit(ch, k, d, wn=wn, act=act) for d in cfg.dilations]
+            if i == 1:
+                self.tap, tap_channels = len(layers) - 1, ch
         layers += [ACTIVATIONS[act](ch), CausalConv1d(ch, 1, k, wn=wn)]
         self.net = nn.Sequential(*layers)
+        self.noise = None
+        if cfg.noise_bands:
+            self.noise = NoiseFill(tap_channels, cfg, up=math.prod(cfg.strides[:-2]))
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net(latents)
+    def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """latents (B, D, F) → (wave (B, 1, F·hop), the noise branch's log gains (B, bands, F·hop / up) or
+        None without one)."""
+        if self.noise is None:
+            return self.net(latents), None
+        x, tap = latents, None
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i == self.tap:
+                tap = x  # (B, C, F·hop / up)
+        noise, log_gains = self.noise(tap)
+        return x + noise.to(x.dtype), log_gains
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -231,6 +330,7 @@ class AudioTokenizerOutput(NamedTuple):
     codes: torch.Tensor  # long (B, K, F)
     commitment_loss: torch.Tensor  # scalar
     num_levels: torch.Tensor  # long (B,): RVQ levels each example used (quantizer dropout)
+    noise_log_gains: torch.Tensor | None  # float (B, bands, F·hop / up): the noise branch's, or None
 
 
 class AudioTokenizer(nn.Module):
@@ -282,8 +382,8 @@ class AudioTokenizer(nn.Module):
         self._check_wave(wave, check_values=False)
         z = self.encoder(wave)  # (B, D, F)
         q = self.quantizer(z, n_levels)
-        recon = self.decoder(q.quantized.to(z.dtype))  # (B, 1, F·hop)
-        return AudioTokenizerOutput(recon, q.codes, q.commitment_loss, q.num_levels)
+        recon, log_gains = self.decoder(q.quantized.to(z.dtype))  # (B, 1, F·hop)
+        return AudioTokenizerOutput(recon, q.codes, q.commitment_loss, q.num_levels, log_gains)
 
     # ------------------------------------------------------------------ public codec API
     @torch.no_grad()
@@ -305,7 +405,7 @@ class AudioTokenizer(nn.Module):
         if length is not None and (not isinstance(length, int) or length < 0):
             raise ValueError(f"length must be a non-negative int (samples), got {length!r}")
         emb = self.codes_to_embeddings(codes).to(self._dtype())  # (B, D, F)
-        wave = self.decoder(emb).float().clamp(-1.0, 1.0)  # (B, 1, F·hop)
+        wave = self.decoder(emb)[0].float().clamp(-1.0, 1.0)  # (B, 1, F·hop)
         if length is not None:
             n = wave.shape[-1]
             wave = nn.functional.pad(wave, (0, length - n)) if length > n else wave[..., :length]

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from videopoet.dsp import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank, stft_magnitude
+from videopoet.tokenizers.audio import NOISE_FLOOR, band_edges, band_split
 
 STFT_LOSS_SCALES: tuple[int, ...] = (512, 1024, 2048)
 DISC_SCALES: tuple[int, ...] = (1024, 512, 256)  # STFT windows of the discriminator's sub-networks
@@ -101,6 +102,29 @@ def highband_loss(
         freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, device=x.device)
         band = freqs >= min_hz
         return (sx[:, band] - sy[:, band]).abs().mean()
+
+
+def noise_envelope_loss(
+    log_gains: torch.Tensor, target: torch.Tensor, *, min_hz: float, sample_rate: int
+) -> torch.Tensor:
+    """Mean squared error between the noise branch's log gains (B, bands, L) and the log RMS of the
+    target's same bands over each gain's ``N / L`` samples (smoothed over 3 gain frames, floored at
+    NOISE_FLOOR).
+
+    It supervises the gains in the log domain, where the gradient does not vanish: the spectral losses
+    alone, seeing noise everywhere but the rare bursts, drive the gains towards zero, where their gradient
+    dies before the branch learns where the bursts are. Squared, not absolute: most frames sit at the
+    floor, and an L1 term's ±1 there would drown the few bursts' pull in sign noise.
+    """
+    with torch.autocast(device_type=target.device.type, enabled=False):
+        bands, frames = log_gains.shape[1], log_gains.shape[2]
+        y = target.reshape(target.shape[0], -1).float()  # (B, N)
+        up = y.shape[-1] // frames
+        parts = band_split(y[:, : frames * up], band_edges(bands, min_hz, sample_rate), sample_rate)
+        power = parts.pow(2).reshape(y.shape[0], bands, frames, up).mean(-1)  # (B, bands, L)
+        power = nn.functional.avg_pool1d(power, 3, stride=1, padding=1, count_include_pad=False)
+        goal = 0.5 * (power + NOISE_FLOOR**2).log()
+        return (log_gains.float() - goal).pow(2).mean()
 
 
 # ---------------------------------------------------------------------------------------------- discriminator

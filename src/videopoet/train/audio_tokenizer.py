@@ -52,6 +52,7 @@ from videopoet.tokenizers.audio_losses import (
     feature_matching_loss,
     generator_hinge_loss,
     highband_loss,
+    noise_envelope_loss,
 )
 from videopoet.train.checkpoint import (
     latest_checkpoint,
@@ -108,6 +109,8 @@ class AudioTrainConfig:
     w_sisnr: float = 1.0  # weight of −SI-SNR/10 (dB/10), the phase-aware waveform loss; 0 = off
     w_highband: float = 0.0  # linear-magnitude STFT L1 above highband_hz (8 ms window): loud transients
     highband_hz: float = 4000.0  # lower edge of the band that w_highband compares
+    # squared error of the noise branch's log gains to the target's band envelope (model.noise_bands > 0)
+    w_noise: float = 1.0
     # Waveform L1 and SI-SNR compare the signals below this frequency only (0 = the full band). Above it,
     # where the content is noise (the world's bounce clicks own 6.1-8 kHz), no deterministic decoder can
     # match the phase, and a phase-aware loss is lowest when the decoder leaves the noise out; there the
@@ -371,11 +374,15 @@ class AudioTrainer:
         """Copy weights (codebooks included) from a ``save_pretrained`` directory of the same architecture."""
         source = AudioTokenizer.from_pretrained(None if directory == "bundled" else directory)
         try:
-            copy_matching_weights(self.model, source, what=f"init_from={directory!r}")
+            added = copy_matching_weights(
+                self.model, source, what=f"init_from={directory!r}", added=("decoder.noise.",)
+            )
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for level in self.model.quantizer.levels:  # with this run's dead-code threshold
             level.fresh_statistics()
+        if added:
+            _say(f"init_from={directory}: {len(added)} tensors of the new noise branch start untrained")
 
     def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         g_t, g_meta = optimizer_to_flat(self.opt_g.state_dict())
@@ -448,7 +455,14 @@ class AudioTrainer:
             out = self.model(wave)
         recon = out.recon.float()
         loss, m = reconstruction_loss(
-            c, self.recon_loss, recon, wave, out.commitment_loss, sample_rate=self.mcfg.sample_rate
+            c,
+            self.recon_loss,
+            recon,
+            wave,
+            out.commitment_loss,
+            sample_rate=self.mcfg.sample_rate,
+            noise_log_gains=out.noise_log_gains,
+            noise_min_hz=self.mcfg.noise_min_hz,
         )
         if gan:
             self.disc.requires_grad_(False)
@@ -686,9 +700,12 @@ def reconstruction_loss(
     commitment: torch.Tensor,
     *,
     sample_rate: int,
+    noise_log_gains: torch.Tensor | None = None,
+    noise_min_hz: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The codec's non-adversarial loss with ``c``'s weights: mel + STFT + waveform L1 + commitment, then the
-    high-band and SI-SNR terms when weighted; waveform L1 and SI-SNR below ``c.wave_max_hz`` when it is set.
+    high-band, SI-SNR and noise-envelope terms when weighted (the last needs the noise branch's log gains);
+    waveform L1 and SI-SNR below ``c.wave_max_hz`` when it is set.
     Returns (loss, the terms as floats for the metrics log)."""
     rl = spectral(recon, wave)
     wave_l1, wx, wy = rl.waveform, recon, wave
@@ -707,6 +724,10 @@ def reconstruction_loss(
         hb = highband_loss(recon, wave, sample_rate=sample_rate, min_hz=c.highband_hz)
         loss = loss + c.w_highband * hb
         m["highband"] = hb.item()
+    if c.w_noise and noise_log_gains is not None:
+        env = noise_envelope_loss(noise_log_gains, wave, min_hz=noise_min_hz, sample_rate=sample_rate)
+        loss = loss + c.w_noise * env
+        m["noise_env"] = env.item()
     if c.w_sisnr:
         snr = si_snr_loss(wx, wy)
         loss = loss + c.w_sisnr * snr

@@ -84,18 +84,24 @@ class MetricsLogger:
         self._f.close()
 
 
-def copy_matching_weights(model: nn.Module, source: nn.Module, *, what: str) -> None:
+def copy_matching_weights(
+    model: nn.Module, source: nn.Module, *, what: str, added: tuple[str, ...] = ()
+) -> list[str]:
     """Load ``source``'s weights into ``model`` (fine-tuning); a different architecture is a clear error.
 
     Only tensor names and shapes must match: training-only config fields may differ from the source's.
+    Tensors of ``model`` whose names start with one of the ``added`` prefixes may be missing from the
+    source (a branch the fine-tune adds); they keep their initialisation. Returns those names.
     """
     mine, theirs = model.state_dict(), source.state_dict()
-    if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+    new = sorted(k for k in mine if k not in theirs and k.startswith(added)) if added else []
+    if {k: v.shape for k, v in mine.items() if k not in new} != {k: v.shape for k, v in theirs.items()}:
         raise ValueError(
             f"{what} holds a different architecture than this run's model; "
             "pick the matching preset and overrides, or drop init_from"
         )
-    model.load_state_dict(theirs)
+    model.load_state_dict(theirs, strict=not new)
+    return new
 
 
 def cosine_lr(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
