@@ -28,11 +28,11 @@ def test_crops_are_centred_and_scale_normalised():
     mask = np.zeros((t, h, w), bool)
     for i, (cx, cy, r) in enumerate([(30, 40, 6), (90, 50, 12), (64, 48, 1)]):
         mask[i] = (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
-    crops, idx = object_crops(mask.astype(np.float32), mask)
+    crops, idx = object_crops(mask[None].astype(np.float32), mask)
     assert idx.tolist() == [0, 1]  # the 5-pixel disc is below MIN_AREA: no crop
-    assert crops.shape == (2, CROP, CROP)
+    assert crops.shape == (2, 1, CROP, CROP)
     expected = math.pi * (CROP / (2 * CROP_RADII)) ** 2  # disc area in crop pixels, whatever its size
-    for c in crops:
+    for c in crops[:, 0]:
         assert abs(c.sum() - expected) < 0.15 * expected
         yy, xx = np.mgrid[0:CROP, 0:CROP]
         assert abs((c * xx).sum() / c.sum() - (CROP - 1) / 2) < 0.5  # centred
@@ -41,11 +41,20 @@ def test_crops_are_centred_and_scale_normalised():
 
 def test_shape_net_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    net = ShapeNet(ShapeNetConfig(channels=4, blocks=2)).eval()
-    net.save_pretrained(tmp_path / "s")
-    loaded = ShapeNet.from_pretrained(tmp_path / "s")
-    x = torch.rand(3, 1, CROP, CROP)
-    assert torch.equal(net(x), loaded(x)) and net(x).shape == (3, len(ShapeNetConfig().shapes))
+    for wide in (False, True):
+        net = ShapeNet(ShapeNetConfig(channels=4, blocks=2, wide=wide)).eval()
+        net.save_pretrained(tmp_path / "s")
+        loaded = ShapeNet.from_pretrained(tmp_path / "s")
+        assert loaded.config.wide == wide
+        x = torch.rand(3, 1 + wide, CROP, CROP)
+        assert torch.equal(net(x), loaded(x)) and net(x).shape == (3, len(ShapeNetConfig().shapes))
+    # a reader passed to the judge is the one it uses
+    clip = render_clip(92_200, split="train")
+    torch.manual_seed(0)
+    untrained = ShapeNet(ShapeNetConfig(channels=4, blocks=1)).eval()
+    with torch.no_grad():
+        untrained.head.bias.copy_(torch.tensor([0.0, 0, 0, 0, 0, 50.0]))  # always "cross"
+    assert {o.shape for o in judge_clip(clip.frames, shape_reader=untrained).objects} == {"cross"}
     (tmp_path / "s" / "config.json").write_text(json.dumps({"model_type": "something-else"}))
     with pytest.raises(UserError, match="does not describe"):
         ShapeNet.from_pretrained(tmp_path / "s")
@@ -58,7 +67,7 @@ def test_training_script_writes_a_loadable_reader(tmp_path, capsys):
 
     clip = render_clip(100_000, split="train")
     crops, labels = clip_crops(clip.frames, clip.attributes)
-    assert crops.dtype == np.uint8 and crops.shape[1:] == (CROP, CROP) and len(crops) == len(labels)
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (1, CROP, CROP) and len(crops) == len(labels)
     shapes = ShapeNetConfig().shapes
     assert {shapes[i] for i in labels} <= {o["shape"] for o in clip.attributes["objects"]}
     assert main(["--out", str(tmp_path / "r"), "--clips", "10", "--epochs", "1", "--workers", "1"]) == 0
@@ -92,8 +101,10 @@ def test_moments_alone_still_read_clean_shapes():
         clip = render_clip(seed, split="train")
         truth = {o["color"]: o["shape"] for o in clip.attributes["objects"]}
         found = find_objects(clip.frames)
-        assert all(object_crops_of(clip.frames, found, k)[0].shape[1:] == (CROP, CROP) for k in found.chosen)
-        for o in judge_clip(clip.frames, learned_shapes=False).objects:
+        assert all(
+            object_crops_of(clip.frames, found, k, True)[0].shape[1:] == (2, CROP, CROP) for k in found.chosen
+        )
+        for o in judge_clip(clip.frames, shape_reader=None).objects:
             if o.color in truth:
                 total += 1
                 right += o.shape == truth[o.color]

@@ -46,7 +46,7 @@ from videopoet.data.world import (
     SHAPES,
     SIZES,
 )
-from videopoet.eval.shape_net import bundled_shape_net, object_crops, shape_log_probs
+from videopoet.eval.shape_net import ShapeNet, bundled_shape_net, object_crops, shape_log_probs
 
 COLOR_NAMES = tuple(COLORS)
 PALETTE = np.asarray([COLORS[c] for c in COLOR_NAMES], np.float32)  # (K, 3)
@@ -452,17 +452,18 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def membership(frames: np.ndarray, k: int) -> np.ndarray:
+def membership(frames: np.ndarray, k: int, widen: float = 1.0) -> np.ndarray:
     """float32 (T, H, W) in [0, 1]: how close each pixel is to palette colour k, shaded as the renderer
     shades. 1 up to half the tolerance of ``palette_labels``, 0 from 1.5× it, and faded to 0 for pixels
-    whose brightest channel is ≥ 30 levels under the object minimum (``MIN_OBJECT_CHANNEL``)."""
+    whose brightest channel is ≥ 30 levels under the object minimum (``MIN_OBJECT_CHANNEL``); ``widen``
+    scales both margins."""
     p = frames.astype(np.float32)  # (T, H, W, 3)
     c = PALETTE[k]
     dot, norm = p @ c, float(c @ c)
     scale = np.clip(dot / norm, *SHADE_RANGE)
     dist = np.sqrt(np.maximum((p**2).sum(-1) - 2 * scale * dot + scale**2 * norm, 0.0))
-    bright = np.clip((p.max(-1) - MIN_OBJECT_CHANNEL) / 30.0 + 1.0, 0.0, 1.0)
-    return (np.clip(1.5 - dist / COLOR_TOLERANCE, 0.0, 1.0) * bright).astype(np.float32)
+    bright = np.clip((p.max(-1) - MIN_OBJECT_CHANNEL) / (30.0 * widen) + 1.0, 0.0, 1.0)
+    return (np.clip(1.5 - dist / (COLOR_TOLERANCE * widen), 0.0, 1.0) * bright).astype(np.float32)
 
 
 @dataclass
@@ -495,10 +496,18 @@ def find_objects(frames: np.ndarray) -> FoundObjects:
     return FoundObjects(labels, chosen, blobs, contact)
 
 
-def object_crops_of(frames: np.ndarray, found: FoundObjects, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The shape reader's input for object k: (crops (T', S, S), frame indices (T',)), see shape_net."""
-    near = _dilate(found.masks[k], 2)
-    return object_crops(membership(frames, k) * near, found.masks[k])
+WIDE_MEMBERSHIP = 2.0  # the shape reader's optional second plane: membership with margins this much wider
+
+
+def object_crops_of(
+    frames: np.ndarray, found: FoundObjects, k: int, wide: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shape reader's input for object k: (crops (T', P, S, S), frame indices (T',)), see shape_net;
+    P = 1 (membership near the main blob), 2 with ``wide`` (plus the wider membership a little further)."""
+    planes = [membership(frames, k) * _dilate(found.masks[k], 2)]
+    if wide:
+        planes.append(membership(frames, k, WIDE_MEMBERSHIP) * _dilate(found.masks[k], 4))
+    return object_crops(np.stack(planes), found.masks[k])
 
 
 def judge_clip(
@@ -507,12 +516,13 @@ def judge_clip(
     sample_rate: int = 16000,
     fps: float = 8,
     *,
-    learned_shapes: bool = True,
+    shape_reader: ShapeNet | str | None = "bundled",
 ) -> JudgeResult:
     """Recover objects (colour, shape, size, motion), background, camera and bounce events of a clip.
 
-    Shapes come from the bundled shape reader (``eval/shape_net.py``) when it is installed and
-    ``learned_shapes`` is on, else from the moments alone."""
+    Shapes come from ``shape_reader``: "bundled" (the default: the reader in ``pretrained/judge_shapes``,
+    or the moments where the install has none), a ``ShapeNet`` (``eval/shape_net.py``), or None for the
+    moments alone."""
     frames = _check_frames(frames)
     t_count, h, w, _ = frames.shape
     found = find_objects(frames)
@@ -529,12 +539,12 @@ def judge_clip(
         camera = CameraEstimate("static", 0.0, 0.0, 0.0, {})
 
     geoms = {k: _geometry(found.masks[k]) for k in chosen}
-    net = bundled_shape_net() if learned_shapes else None
+    net = bundled_shape_net() if isinstance(shape_reader, str) else shape_reader
     measured = []
     for k in chosen:
         shape_lp = None
         if net is not None:
-            crops, idx = object_crops_of(frames, found, k)
+            crops, idx = object_crops_of(frames, found, k, net.config.wide)
             shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
             shape_lp[idx] = shape_log_probs(net, crops)
         measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp, net))

@@ -42,6 +42,13 @@ class ShapeNetConfig:
     shapes: tuple[str, ...] = SHAPES  # K class names, in output order
     channels: int = 32  # width of the first conv block; doubles once per block
     blocks: int = 3  # conv blocks (two 3×3 convs + 2× max-pool each)
+    # a second input plane: the membership at twice the colour tolerance (a codec's smudged edges and
+    # points fail the tight test but still show)
+    wide: bool = False
+
+    @property
+    def planes(self) -> int:
+        return 1 + int(self.wide)
 
 
 def bundled_path() -> Path:
@@ -49,13 +56,13 @@ def bundled_path() -> Path:
 
 
 class ShapeNet(nn.Module):
-    """crops float (B, 1, S, S) in [0, 1] → logits (B, K)."""
+    """crops float (B, planes, S, S) in [0, 1] → logits (B, K)."""
 
     def __init__(self, config: ShapeNetConfig):
         super().__init__()
         self.config = config
         layers: list[nn.Module] = []
-        c_in, c = 1, config.channels
+        c_in, c = config.planes, config.channels
         for _ in range(config.blocks):
             layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
             layers.append(nn.MaxPool2d(2))
@@ -105,9 +112,10 @@ def bundled_shape_net() -> ShapeNet | None:
     return ShapeNet.from_pretrained()
 
 
-def object_crops(membership: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """membership float (T, H, W) in [0, 1], mask bool (T, H, W) of the object's main blob →
-    (crops float32 (T', S, S), frame indices (T',)) for the frames where the mask has ≥ MIN_AREA pixels.
+def object_crops(planes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """planes float (P, T, H, W) in [0, 1] (memberships of the object's colour), mask bool (T, H, W) of
+    the object's main blob → (crops float32 (T', P, S, S), frame indices (T',)) for the frames where the
+    mask has ≥ MIN_AREA pixels.
 
     Bilinear samples on an S×S grid centred on the mask's centroid, ± CROP_RADII equivalent radii wide;
     outside the frame counts as 0.
@@ -115,14 +123,15 @@ def object_crops(membership: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, 
     t_count, h, w = mask.shape
     area = mask.sum((1, 2))
     keep = np.flatnonzero(area >= MIN_AREA)
-    crops = np.zeros((keep.size, CROP, CROP), np.float32)
+    crops = np.zeros((keep.size, planes.shape[0], CROP, CROP), np.float32)
     steps = (np.arange(CROP, dtype=np.float64) + 0.5) / CROP * 2 - 1  # (S,) in (-1, 1)
     for i, t in enumerate(keep):
         ys, xs = np.nonzero(mask[t])
         cy, cx = ys.mean(), xs.mean()
         half = CROP_RADII * math.sqrt(area[t] / math.pi)
         gy, gx = np.meshgrid(cy + steps * half, cx + steps * half, indexing="ij")  # (S, S) each
-        crops[i] = _bilinear(membership[t], gy, gx)
+        for p in range(planes.shape[0]):
+            crops[i, p] = _bilinear(planes[p, t], gy, gx)
     return crops, keep
 
 
@@ -140,9 +149,9 @@ def _bilinear(img: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def shape_log_probs(model: ShapeNet, crops: np.ndarray) -> np.ndarray:
-    """crops (T', S, S) → log-probabilities float64 (T', K) over ``model.config.shapes``."""
+    """crops (T', P, S, S) → log-probabilities float64 (T', K) over ``model.config.shapes``."""
     if crops.shape[0] == 0:
         return np.zeros((0, len(model.config.shapes)))
-    x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))[:, None]  # (T', 1, S, S)
+    x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))  # (T', P, S, S)
     dev = next(model.parameters()).device
     return torch.log_softmax(model(x.to(dev)).float(), -1).cpu().double().numpy()

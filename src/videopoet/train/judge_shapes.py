@@ -36,8 +36,8 @@ HOLDOUT_EVERY = 10  # every tenth clip is validation
 SIM_STRENGTH = (0.5, 1.5)  # range of simulate_reconstruction strengths
 
 
-def clip_crops(frames: np.ndarray, attributes: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(crops uint8 (N, S, S), shape labels int64 (N,)) of one clip's objects, untouched frames only."""
+def clip_crops(frames: np.ndarray, attributes: dict, wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(crops uint8 (N, P, S, S), shape labels int64 (N,)) of one clip's objects, untouched frames only."""
     truth = {o["color"]: o["shape"] for o in attributes["objects"]}
     shapes = ShapeNetConfig().shapes
     found = find_objects(frames)
@@ -46,12 +46,12 @@ def clip_crops(frames: np.ndarray, attributes: dict) -> tuple[np.ndarray, np.nda
         name = COLOR_NAMES[k]
         if name not in truth:
             continue
-        c, idx = object_crops_of(frames, found, k)
+        c, idx = object_crops_of(frames, found, k, wide)
         c = c[~found.contact[k][idx]]
         crops.append(np.rint(c * 255).astype(np.uint8))
         labels.append(np.full(len(c), shapes.index(truth[name]), np.int64))
     if not crops:
-        return np.zeros((0, CROP, CROP), np.uint8), np.zeros(0, np.int64)
+        return np.zeros((0, 1 + int(wide), CROP, CROP), np.uint8), np.zeros(0, np.int64)
     return np.concatenate(crops), np.concatenate(labels)
 
 
@@ -61,19 +61,22 @@ def _render(seed: int):
 
 
 def _crop_job(args):
-    seed, frames, attributes = args
-    out = {"clean": clip_crops(frames, attributes)}
+    seed, frames, attributes, wide = args
+    out = {"clean": clip_crops(frames, attributes, wide)}
     strength = np.random.default_rng(seed).uniform(*SIM_STRENGTH)
-    out["simulated"] = clip_crops(simulate_reconstruction(frames, seed, strength=strength), attributes)
+    degraded = simulate_reconstruction(frames, seed, strength=strength)
+    out["simulated"] = clip_crops(degraded, attributes, wide)
     return out
 
 
 def _tok_job(args):
-    recon, attributes = args
-    return clip_crops(recon, attributes)
+    recon, attributes, wide = args
+    return clip_crops(recon, attributes, wide)
 
 
-def collect(seeds: list[int], tokenizer: str | None, device: str, workers: int, batch: int = 32):
+def collect(
+    seeds: list[int], tokenizer: str | None, device: str, workers: int, *, wide: bool = False, batch: int = 32
+):
     """{variant: {"train"|"val": (crops, labels)}} for the given train-split seeds."""
     run = None
     if tokenizer:
@@ -101,13 +104,13 @@ def collect(seeds: list[int], tokenizer: str | None, device: str, workers: int, 
         for start in range(0, len(seeds), batch):
             chunk = seeds[start : start + batch]
             rendered = list(pool.map(_render, chunk))
-            jobs = [(s, f, a) for s, (f, a) in zip(chunk, rendered)]
+            jobs = [(s, f, a, wide) for s, (f, a) in zip(chunk, rendered)]
             for s, out in zip(chunk, pool.map(_crop_job, jobs)):
                 for variant, cl in out.items():
                     add(variant, s, cl)
             if run is not None:
                 recons = run([f for f, _ in rendered])
-                tok = pool.map(_tok_job, [(r, a) for r, (_, a) in zip(recons, rendered)])
+                tok = pool.map(_tok_job, [(r, a, wide) for r, (_, a) in zip(recons, rendered)])
                 for s, cl in zip(chunk, tok):
                     add("tokenizer", s, cl)
             print(json.dumps({"clips": start + len(chunk), "of": len(seeds)}), flush=True)
@@ -141,9 +144,9 @@ def train(
     reps = {v: tokenizer_repeat if v == "tokenizer" else 1 for v in data}
     xs = np.concatenate([d["train"][0] for v, d in data.items() if "train" in d for _ in range(reps[v])])
     ys = np.concatenate([d["train"][1] for v, d in data.items() if "train" in d for _ in range(reps[v])])
-    x_all = torch.from_numpy(xs)  # uint8 (N, S, S)
+    x_all = torch.from_numpy(xs)  # uint8 (N, P, S, S)
     y_all = torch.from_numpy(ys)
-    model = ShapeNet(ShapeNetConfig()).to(device)
+    model = ShapeNet(ShapeNetConfig(wide=xs.shape[1] == 2)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(x_all) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -152,7 +155,7 @@ def train(
         order = torch.randperm(len(x_all), generator=gen)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            x = (x_all[idx].to(device).float() / 255).unsqueeze(1)  # (B, 1, S, S)
+            x = x_all[idx].to(device).float() / 255  # (B, P, S, S)
             x = augment(x, gen)
             loss = nn.functional.cross_entropy(model(x), y_all[idx].to(device))
             opt.zero_grad(set_to_none=True)
@@ -165,7 +168,7 @@ def train(
         for variant, d in data.items():
             if "val" not in d:
                 continue
-            xv = (torch.from_numpy(d["val"][0]).float() / 255).unsqueeze(1)
+            xv = torch.from_numpy(d["val"][0]).float() / 255
             pred = torch.cat(
                 [model(xv[i : i + 2048].to(device)).argmax(-1).cpu() for i in range(0, len(xv), 2048)]
             )
@@ -190,12 +193,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wide", action="store_true", help="add the wide-membership plane (ShapeNetConfig.wide)")
     args = ap.parse_args(argv)
     if args.clips < HOLDOUT_EVERY:
         ap.error(f"--clips must be ≥ {HOLDOUT_EVERY} (one clip in {HOLDOUT_EVERY} is held back)")
     t0 = time.time()
     seeds = list(range(args.seed_start, args.seed_start + args.clips))
-    data = collect(seeds, args.video_tokenizer, args.device, args.workers)
+    data = collect(seeds, args.video_tokenizer, args.device, args.workers, wide=args.wide)
     t1 = time.time()
     model, report = train(
         data,
