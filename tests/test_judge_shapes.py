@@ -56,9 +56,9 @@ def test_shape_net_save_load_round_trip(tmp_path):
         untrained.head.bias.copy_(torch.tensor([0.0, 0, 0, 0, 0, 50.0]))  # always "cross"
     assert {o.shape for o in judge_clip(clip.frames, shape_reader=untrained).objects} == {"cross"}
     (tmp_path / "s" / "config.json").write_text(json.dumps({"model_type": "something-else"}))
-    with pytest.raises(UserError, match="does not describe"):
+    with pytest.raises(UserError, match="not a judge shape reader"):
         ShapeNet.from_pretrained(tmp_path / "s")
-    with pytest.raises(UserError, match="not a judge shape-reader directory"):
+    with pytest.raises(UserError, match="needs config.json and model.safetensors"):
         ShapeNet.from_pretrained(tmp_path / "missing")
 
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from videopoet.config import from_dict, read_component
 from videopoet.data.world import SHAPES
-from videopoet.errors import UserError
 
 MODEL_TYPE = "videopoet-judge-shapes"
 CROP = 32  # S: crop side in pixels
@@ -89,17 +89,10 @@ class ShapeNet(nn.Module):
     def from_pretrained(cls, directory: str | Path | None = None) -> ShapeNet:
         from safetensors.torch import load_file
 
-        directory = Path(directory) if directory is not None else bundled_path()
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise UserError(
-                f"{directory} is not a judge shape-reader directory (config.json + model.safetensors)"
-            )
-        raw = json.loads(cfg_path.read_text())
-        if raw.pop("model_type", None) != MODEL_TYPE:
-            raise UserError(f"{cfg_path} does not describe a {MODEL_TYPE!r} model")
-        raw["shapes"] = tuple(raw["shapes"])
-        model = cls(ShapeNetConfig(**raw))
+        directory = directory if directory is not None else bundled_path()
+        raw, weights = read_component(directory, model_type=MODEL_TYPE, what="a judge shape reader")
+        raw.pop("model_type")
+        model = cls(from_dict(ShapeNetConfig, raw, where=f"{directory}/config.json"))
         model.load_state_dict(load_file(str(weights)))
         return model.eval()
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from videopoet.config import from_dict, read_component
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import ResidualVQ
 
@@ -453,25 +454,9 @@ class AudioTokenizer(nn.Module):
                     "`videopoet train audio-tokenizer --config configs/audio_tokenizer_tiny.toml` and pass "
                     "its final/ directory"
                 )
-        directory = Path(directory)
-        cfg_path, weights_path = directory / "config.json", directory / "model.safetensors"
-        if not cfg_path.is_file() or not weights_path.is_file():
-            raise UserError(
-                f"{directory} is not an audio tokenizer directory: it needs config.json and model.safetensors"
-            )
-        raw = json.loads(cfg_path.read_text())
-        if raw.pop("model_type", MODEL_TYPE) != MODEL_TYPE:
-            raise UserError(f"{cfg_path} describes a different model type, not {MODEL_TYPE!r}")
-        fields = {f.name for f in dataclasses.fields(AudioTokenizerConfig)}
-        unknown = sorted(set(raw) - fields)
-        if unknown:
-            raise UserError(
-                f"{cfg_path}: unknown config key(s) {unknown}; was it written by a newer version?"
-            )
-        for key in ("strides", "dilations"):
-            if key in raw:
-                raw[key] = tuple(raw[key])
-        model = cls(AudioTokenizerConfig(**raw))
+        raw, weights_path = read_component(directory, model_type=MODEL_TYPE, what="an audio tokenizer")
+        raw.pop("model_type")
+        model = cls(from_dict(AudioTokenizerConfig, raw, where=f"{directory}/config.json"))
         state = load_file(str(weights_path))
         missing, unexpected = model.load_state_dict(state, strict=False)
         training_only = [k for k in missing if k.endswith((".cluster_size", ".embed_avg"))]

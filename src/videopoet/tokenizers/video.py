@@ -32,9 +32,11 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from videopoet.config import from_dict, to_dict
+from videopoet.config import from_dict, read_component, to_dict
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import LFQ
+
+MODEL_TYPE = "videopoet-video-tokenizer"
 
 
 @dataclass(kw_only=True)
@@ -339,7 +341,7 @@ class VideoTokenizer(nn.Module):
         """Write ``config.json`` + ``model.safetensors`` (tensors cast to ``dtype`` when given)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"model_type": "videopoet-video-tokenizer", "config": to_dict(self.config)}
+        meta = {"model_type": MODEL_TYPE, "config": to_dict(self.config)}
         (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         state = {
             k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
@@ -354,14 +356,9 @@ class VideoTokenizer(nn.Module):
     ) -> VideoTokenizer:
         """Load a ``save_pretrained`` directory (None = the bundled default) into an fp32 model."""
         directory = Path(directory) if directory is not None else bundled_path()
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise UserError(
-                f"{directory} is not a video tokenizer: it needs config.json and model.safetensors"
-            )
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("model_type") != "videopoet-video-tokenizer":
-            raise UserError(f"{cfg_path} describes {meta.get('model_type')!r}, not a video tokenizer")
+        meta, weights = read_component(
+            directory, model_type="videopoet-video-tokenizer", what="a video tokenizer"
+        )
         model = cls(from_dict(VideoTokenizerConfig, meta["config"], where="video_tokenizer"))
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
