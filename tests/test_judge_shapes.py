@@ -109,3 +109,25 @@ def test_moments_alone_still_read_clean_shapes():
                 total += 1
                 right += o.shape == truth[o.color]
     assert total >= 10 and right / total >= 0.9
+
+
+def test_compare_shape_readers_benchmark_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_shape_readers.py"
+    spec = importlib.util.spec_from_file_location("compare_shape_readers", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    VideoTokenizer.from_preset("debug").save_pretrained(tmp_path / "vt")
+    ShapeNet(ShapeNetConfig(channels=4, blocks=1)).save_pretrained(tmp_path / "reader")
+    out = tmp_path / "r.json"
+    report = bench.main(["--readers", f"moments,{tmp_path / 'reader'}", "--num", "1", "--seed", "92300",
+                         "--video-tokenizer", str(tmp_path / "vt"), "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    for split in ("train", "heldout"):
+        assert set(report[split]) == {"moments", str(tmp_path / "reader")}
+        assert all(0.0 <= v <= 1.0 for r in report[split].values() for v in r.values())
