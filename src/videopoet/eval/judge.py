@@ -544,10 +544,14 @@ def judge_clip(
     for k in chosen:
         shape_lp = None
         if net is not None:
+            if tuple(net.config.shapes) != SHAPES:
+                raise ValueError(
+                    f"the shape reader's classes {net.config.shapes} are not the world's {SHAPES}"
+                )
             crops, idx = object_crops_of(frames, found, k, net.config.wide)
             shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
             shape_lp[idx] = shape_log_probs(net, crops)
-        measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp, net))
+        measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp))
     if camera.alternative is not None:
         # Stripes moving at ~45°: the background cannot tell a pan along x from one along y. Objects the
         # camera carries can: under the right pan they are world-still or move along one axis.
@@ -581,10 +585,10 @@ class _Measured:
 
 
 def _measure_object(
-    k: int, g: _Geometry, contact: np.ndarray, shape_lp: np.ndarray | None = None, net=None
+    k: int, g: _Geometry, contact: np.ndarray, shape_lp: np.ndarray | None = None
 ) -> _Measured:
     """Camera-independent measurements of one object; ``shape_lp`` (T, K): the shape reader's per-frame
-    log-probabilities over ``net.config.shapes`` (NaN rows: no crop), or None for the moments alone."""
+    log-probabilities over the world's SHAPES (NaN rows: no crop), or None for the moments alone."""
     t_count = g.area.shape[0]
     s = np.arange(t_count) / max(t_count - 1, 1)
     log_area = np.log(np.maximum(g.area, 1.0))
@@ -624,7 +628,7 @@ def _measure_object(
         have = np.isfinite(shape_lp).all(1)
         use = clear & have if (clear & have).any() else have
         if use.any():
-            shape = net.config.shapes[int(np.argmax(shape_lp[use].sum(0)))]
+            shape = SHAPES[int(np.argmax(shape_lp[use].sum(0)))]
     # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle), summed over pairs of
     # consecutive trusted frames (a gap could alias) and scaled to the whole clip.
     order = SYMMETRY_ORDER[shape]
