@@ -17,16 +17,27 @@ MEL_BINS = 64  # mel bands per scale (fewer for small windows: at most n_fft // 
 MEL_LOG_EPS = 1e-2
 
 
+def band_edges(bands: int, min_hz: float, sample_rate: int) -> torch.Tensor:
+    """float64 (bands + 1,): equal-width band edges from ``min_hz`` to Nyquist."""
+    return torch.linspace(min_hz, sample_rate / 2, bands + 1, dtype=torch.float64)
+
+
+def band_split(wave: torch.Tensor, edges: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(..., N) → (..., bands, N): the parts between consecutive ``edges`` (Hz), by zeroing FFT bins (brick
+    wall, circular); float64 input stays float64, anything else is computed in float32."""
+    x = wave.double() if wave.dtype == torch.float64 else wave.float()
+    spec = torch.fft.rfft(x, dim=-1)  # (..., N // 2 + 1)
+    freqs = torch.fft.rfftfreq(x.shape[-1], d=1.0 / sample_rate).to(x.device)
+    masks = torch.stack([(freqs >= lo) & (freqs <= hi) for lo, hi in zip(edges[:-1], edges[1:])])
+    return torch.fft.irfft(spec.unsqueeze(-2) * masks.to(spec.dtype), n=x.shape[-1], dim=-1)
+
+
 def lowpass(wave: torch.Tensor, cutoff_hz: float, sample_rate: int) -> torch.Tensor:
     """Zero every FFT bin above ``cutoff_hz`` along the last axis (brick wall, circular); same shape, float32.
 
     For losses, not for listening: the brick wall rings and wraps around the ends of the signal.
     """
-    x = wave.float()
-    spec = torch.fft.rfft(x, dim=-1)
-    freqs = torch.fft.rfftfreq(x.shape[-1], d=1.0 / sample_rate).to(x.device)
-    spec = spec * (freqs <= cutoff_hz).to(spec.dtype)
-    return torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+    return band_split(wave.float(), torch.tensor([0.0, cutoff_hz]), sample_rate)[..., 0, :]
 
 
 def hz_to_mel(f):

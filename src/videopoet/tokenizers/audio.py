@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from videopoet.config import from_dict, read_component
+from videopoet.dsp import band_edges, band_split
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import ResidualVQ
 
@@ -235,21 +236,6 @@ NOISE_LOG_SCALE = 10.0
 NOISE_INIT_STD = 1e-3  # gain-conv weights at initialisation: log gains start within ~±0.15 of the floor
 
 
-def band_edges(bands: int, min_hz: float, sample_rate: int) -> torch.Tensor:
-    """float64 (bands + 1,): equal-width band edges from ``min_hz`` to Nyquist."""
-    return torch.linspace(min_hz, sample_rate / 2, bands + 1, dtype=torch.float64)
-
-
-def band_split(wave: torch.Tensor, edges: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """(..., N) → (..., bands, N): the signal's parts between consecutive ``edges`` (FFT brick wall)."""
-    x = wave.double() if wave.dtype == torch.float64 else wave.float()
-    spec = torch.fft.rfft(x, dim=-1)  # (..., N // 2 + 1)
-    freqs = torch.fft.rfftfreq(x.shape[-1], d=1.0 / sample_rate).to(x.device)
-    masks = [((freqs >= lo) & (freqs <= hi)).to(spec.dtype) for lo, hi in zip(edges[:-1], edges[1:])]
-    bands = torch.stack(masks)  # (bands, N // 2 + 1)
-    return torch.fft.irfft(spec.unsqueeze(-2) * bands, n=x.shape[-1], dim=-1)
-
-
 def band_noise(bands: int, min_hz: float, sample_rate: int, length: int = NOISE_PERIOD) -> torch.Tensor:
     """float32 (bands, length): fixed white noise split into ``bands`` equal bands from ``min_hz`` to
     Nyquist, each of unit RMS, periodic in ``length`` (a pure function of its arguments)."""
@@ -281,9 +267,8 @@ class NoiseFill(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = feats / (feats.float().pow(2).mean(1, keepdim=True).sqrt() + 1e-5).to(feats.dtype)
-        log_gains = (NOISE_LOG_SCALE * self.gain(feats).float()).clamp(
-            max=NOISE_MAX_LOG_GAIN
-        )  # (B, bands, L)
+        log_gains = NOISE_LOG_SCALE * self.gain(feats).float()  # (B, bands, L)
+        log_gains = log_gains.clamp(max=NOISE_MAX_LOG_GAIN)
         gains = log_gains.exp().repeat_interleave(self.up, dim=-1)  # (B, bands, L·up)
         n, period = gains.shape[-1], self.noise.shape[-1]
         noise = self.noise.repeat(1, -(-n // period))[:, :n]  # (bands, L·up)

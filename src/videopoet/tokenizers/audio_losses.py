@@ -26,8 +26,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from videopoet.dsp import MEL_BINS, MEL_LOG_EPS, MEL_SCALES, mel_filterbank, stft_magnitude
-from videopoet.tokenizers.audio import NOISE_FLOOR, band_edges, band_split
+from videopoet.dsp import (
+    MEL_BINS,
+    MEL_LOG_EPS,
+    MEL_SCALES,
+    band_edges,
+    band_split,
+    mel_filterbank,
+    stft_magnitude,
+)
+from videopoet.tokenizers.audio import NOISE_FLOOR
 
 STFT_LOSS_SCALES: tuple[int, ...] = (512, 1024, 2048)
 DISC_SCALES: tuple[int, ...] = (1024, 512, 256)  # STFT windows of the discriminator's sub-networks
