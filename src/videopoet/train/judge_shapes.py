@@ -1,7 +1,9 @@
 """Train the judge's shape reader (``eval/shape_net.py``) on the world's ground truth.
 
-    python -m videopoet.train.judge_shapes --out DIR --clips 3000 \\
+    python -m videopoet.train.judge_shapes --out DIR --clips 3000 [--wide] \\
         [--video-tokenizer src/videopoet/pretrained/video_tokenizer] [--device cuda] [--workers 16]
+
+(The bundled reader: ``--wide --clips 3000`` with the bundled video tokenizer on one GPU; docs/evaluation.md.)
 
 Data: train-split clips from ``--seed-start`` on (the judge is measured on seeds 900000+ of both splits,
 and developed on 800000–800039, so the defaults never overlap them). Each clip gives its objects' crops
@@ -51,7 +53,8 @@ def clip_crops(frames: np.ndarray, attributes: dict, wide: bool = False) -> tupl
         crops.append(np.rint(c * 255).astype(np.uint8))
         labels.append(np.full(len(c), shapes.index(truth[name]), np.int64))
     if not crops:
-        return np.zeros((0, 1 + int(wide), CROP, CROP), np.uint8), np.zeros(0, np.int64)
+        planes = ShapeNetConfig(wide=wide).planes
+        return np.zeros((0, planes, CROP, CROP), np.uint8), np.zeros(0, np.int64)
     return np.concatenate(crops), np.concatenate(labels)
 
 
