@@ -41,13 +41,16 @@ def test_crops_are_centred_and_scale_normalised():
 
 def test_shape_net_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    for wide in (False, True):
-        net = ShapeNet(ShapeNetConfig(channels=4, blocks=2, wide=wide)).eval()
+    for wide, trust in ((False, False), (True, True)):
+        net = ShapeNet(ShapeNetConfig(channels=4, blocks=2, wide=wide, trust=trust)).eval()
         net.save_pretrained(tmp_path / "s")
         loaded = ShapeNet.from_pretrained(tmp_path / "s")
-        assert loaded.config.wide == wide
+        assert (loaded.config.wide, loaded.config.trust) == (wide, trust)
         x = torch.rand(3, 1 + wide, CROP, CROP)
-        assert torch.equal(net(x), loaded(x)) and net(x).shape == (3, len(ShapeNetConfig().shapes))
+        (logits, tr), (logits2, tr2) = net(x), loaded(x)
+        assert torch.equal(logits, logits2) and torch.equal(tr, tr2)
+        assert logits.shape == (3, len(ShapeNetConfig().shapes)) and tr.shape == (3,)
+        assert (tr != 0).all() if trust else (tr == 0).all()
     # a reader passed to the judge is the one it uses
     clip = render_clip(92_200, split="train")
     torch.manual_seed(0)
@@ -62,18 +65,39 @@ def test_shape_net_save_load_round_trip(tmp_path):
         ShapeNet.from_pretrained(tmp_path / "missing")
 
 
+def test_pool_frames_weights_frames_by_trust():
+    from videopoet.eval.shape_net import pool_frames
+
+    # frame 0 is sure of class 0, frames 1-2 lean to class 1
+    lp = torch.log_softmax(torch.tensor([[6.0, 0.0], [0.0, 4.0], [0.0, 4.0]]), -1)
+    equal = pool_frames(lp, torch.zeros(3))
+    assert torch.allclose(equal, torch.log_softmax(lp.mean(0), -1)) and equal.argmax() == 1
+    assert pool_frames(lp, torch.tensor([5.0, 0.0, 0.0])).argmax() == 0  # trusting the first frame
+    mask = torch.tensor([True, False, False])  # a masked frame has no say, whatever its trust
+    assert pool_frames(lp, torch.tensor([0.0, 9.0, 9.0]), mask).argmax() == 0
+    batched = pool_frames(lp.expand(4, 3, 2), torch.zeros(4, 3), mask.expand(4, 3))
+    assert batched.shape == (4, 2) and torch.allclose(batched.exp().sum(-1), torch.ones(4))
+
+
 def test_training_script_writes_a_loadable_reader(tmp_path, capsys):
     from videopoet.train.judge_shapes import clip_crops, main
 
     clip = render_clip(100_000, split="train")
-    crops, labels = clip_crops(clip.frames, clip.attributes)
-    assert crops.dtype == np.uint8 and crops.shape[1:] == (1, CROP, CROP) and len(crops) == len(labels)
+    objects = clip_crops(clip.frames, clip.attributes)
+    assert objects and all(c.dtype == np.uint8 and c.shape[1:] == (1, CROP, CROP) for c, _ in objects)
     shapes = ShapeNetConfig().shapes
-    assert {shapes[i] for i in labels} <= {o["shape"] for o in clip.attributes["objects"]}
-    assert main(["--out", str(tmp_path / "r"), "--clips", "10", "--epochs", "1", "--workers", "1"]) == 0
+    assert {shapes[lab] for _, lab in objects} <= {o["shape"] for o in clip.attributes["objects"]}
+    args = ["--out", str(tmp_path / "r"), "--clips", "20", "--epochs", "1", "--workers", "1"]
+    assert main([*args, "--splits", "train,heldout", "--trust"]) == 0
     out = capsys.readouterr().out
     report = json.loads(out[out.rindex("\n{") + 1 :])
     assert report["train_crops"] > 100 and 0.0 <= report["val_frame_accuracy/clean"] <= 1.0
+    assert 0.0 <= report["val_object_accuracy/simulated"] <= 1.0
+    assert report["splits"] == ["train", "heldout"]
+    assert ShapeNet.from_pretrained(tmp_path / "r").config.trust
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--splits", "train,test"])
+    assert bad.value.code == 2 and "--splits" in capsys.readouterr().err
     assert ShapeNet.from_pretrained(tmp_path / "r").config.shapes == shapes
 
 

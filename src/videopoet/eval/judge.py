@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from videopoet.data.synthetic import GROWTH, MOVE_DISTANCE, PAN_DISTANCE, ROTATION_RANGE, ZOOM_FACTOR
 from videopoet.data.world import (
@@ -46,7 +47,7 @@ from videopoet.data.world import (
     SHAPES,
     SIZES,
 )
-from videopoet.eval.shape_net import ShapeNet, bundled_shape_net, object_crops, shape_log_probs
+from videopoet.eval.shape_net import ShapeNet, bundled_shape_net, object_crops, pool_frames, shape_log_probs
 
 COLOR_NAMES = tuple(COLORS)
 PALETTE = np.asarray([COLORS[c] for c in COLOR_NAMES], np.float32)  # (K, 3)
@@ -542,7 +543,7 @@ def judge_clip(
     net = bundled_shape_net() if isinstance(shape_reader, str) else shape_reader
     measured = []
     for k in chosen:
-        shape_lp = None
+        shape_lp = shape_trust = None
         if net is not None:
             if tuple(net.config.shapes) != SHAPES:
                 raise ValueError(
@@ -550,8 +551,9 @@ def judge_clip(
                 )
             crops, idx = object_crops_of(frames, found, k, net.config.wide)
             shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
-            shape_lp[idx] = shape_log_probs(net, crops)
-        measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp))
+            shape_trust = np.zeros(t_count)
+            shape_lp[idx], shape_trust[idx] = shape_log_probs(net, crops)
+        measured.append(_measure_object(k, geoms[k], found.contact[k], shape_lp, shape_trust))
     if camera.alternative is not None:
         # Stripes moving at ~45°: the background cannot tell a pan along x from one along y. Objects the
         # camera carries can: under the right pan they are world-still or move along one axis.
@@ -585,10 +587,15 @@ class _Measured:
 
 
 def _measure_object(
-    k: int, g: _Geometry, contact: np.ndarray, shape_lp: np.ndarray | None = None
+    k: int,
+    g: _Geometry,
+    contact: np.ndarray,
+    shape_lp: np.ndarray | None = None,
+    shape_trust: np.ndarray | None = None,
 ) -> _Measured:
     """Camera-independent measurements of one object; ``shape_lp`` (T, K): the shape reader's per-frame
-    log-probabilities over the world's SHAPES (NaN rows: no crop), or None for the moments alone."""
+    log-probabilities over the world's SHAPES (NaN rows: no crop), or None for the moments alone;
+    ``shape_trust`` (T,): its per-frame trust (None: equal)."""
     t_count = g.area.shape[0]
     s = np.arange(t_count) / max(t_count - 1, 1)
     log_area = np.log(np.maximum(g.area, 1.0))
@@ -624,11 +631,13 @@ def _measure_object(
     compact = float(np.nanmedian(g.compact[idx]))
     shape = _classify_shape(mags, compact)
     if shape_lp is not None:
-        # the reader sums its evidence over the frames the moments trust (all cropped frames otherwise)
+        # the reader pools its evidence over the frames the moments trust (all cropped frames otherwise)
         have = np.isfinite(shape_lp).all(1)
         use = clear & have if (clear & have).any() else have
         if use.any():
-            shape = SHAPES[int(np.argmax(shape_lp[use].sum(0)))]
+            trust = np.zeros(int(use.sum())) if shape_trust is None else shape_trust[use]
+            pooled = pool_frames(torch.from_numpy(shape_lp[use]), torch.from_numpy(trust))
+            shape = SHAPES[int(torch.argmax(pooled))]
     # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle), summed over pairs of
     # consecutive trusted frames (a gap could alias) and scaled to the whole clip.
     order = SYMMETRY_ORDER[shape]

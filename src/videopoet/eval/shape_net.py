@@ -45,6 +45,9 @@ class ShapeNetConfig:
     # a second input plane: the membership at twice the colour tolerance (a codec's smudged edges and
     # points fail the tight test but still show)
     wide: bool = False
+    # a per-frame trust score: a clip's frames are pooled with softmax(trust) weights instead of equally
+    # (a causal codec keeps the first frame sharp and smears fast motion in later ones)
+    trust: bool = False
 
     @property
     def planes(self) -> int:
@@ -56,7 +59,8 @@ def bundled_path() -> Path:
 
 
 class ShapeNet(nn.Module):
-    """crops float (B, planes, S, S) in [0, 1] → logits (B, K)."""
+    """crops float (B, planes, S, S) in [0, 1] → (logits (B, K), trust (B,)); trust is 0 without the
+    trust head."""
 
     def __init__(self, config: ShapeNetConfig):
         super().__init__()
@@ -69,10 +73,12 @@ class ShapeNet(nn.Module):
             c_in, c = c, 2 * c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, len(config.shapes))
+        self.trust = nn.Linear(c_in, 1) if config.trust else None
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        x = self.features(crops)  # (B, C, S / 2^blocks, S / 2^blocks)
-        return self.head(x.mean((2, 3)))  # (B, K)
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.features(crops).mean((2, 3))  # (B, C)
+        trust = self.trust(x)[:, 0] if self.trust is not None else x.new_zeros(x.shape[0])
+        return self.head(x), trust  # (B, K), (B,)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -140,11 +146,25 @@ def _bilinear(img: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
+def pool_frames(log_probs: torch.Tensor, trust: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame log-probabilities (..., T, K) and trust (..., T) → the clip's log-probabilities (..., K):
+    log_softmax of the frames' log-probabilities averaged with softmax(trust) weights over the frames in
+    ``mask`` (..., T) (all when None). Equal trust is the plain evidence sum, up to a temperature."""
+    if mask is not None:
+        trust = trust.masked_fill(~mask, float("-inf"))
+        log_probs = log_probs.masked_fill(~mask[..., None], 0.0)
+    weights = torch.softmax(trust, -1)  # (..., T)
+    return torch.log_softmax((weights[..., None] * log_probs).sum(-2), -1)
+
+
 @torch.no_grad()
-def shape_log_probs(model: ShapeNet, crops: np.ndarray) -> np.ndarray:
-    """crops (T', P, S, S) → log-probabilities float64 (T', K) over ``model.config.shapes``."""
+def shape_log_probs(model: ShapeNet, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """crops (T', P, S, S) → (log-probabilities float64 (T', K) over ``model.config.shapes``, trust
+    float64 (T',)); pool a clip's frames with ``pool_frames``."""
     if crops.shape[0] == 0:
-        return np.zeros((0, len(model.config.shapes)))
+        return np.zeros((0, len(model.config.shapes))), np.zeros(0)
     x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))  # (T', P, S, S)
     dev = next(model.parameters()).device
-    return torch.log_softmax(model(x.to(dev)).float(), -1).cpu().double().numpy()
+    logits, trust = model(x.to(dev))
+    lp = torch.log_softmax(logits.float(), -1)
+    return lp.cpu().double().numpy(), trust.float().cpu().double().numpy()
