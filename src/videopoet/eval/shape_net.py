@@ -10,8 +10,9 @@ each pixel's colour is to the object's palette colour (``membership``, from the 
 that colour, never the colour itself: a reader given the crops' RGB learnt the train split's
 colour–shape pairs and fell from 0.880 to 0.815 on held-out reconstructions. It sees no caption and no
 other attribute; its training (``videopoet.train.judge_shapes``) uses the world's ground
-truth on train-split clips, clean and passed through a video tokenizer or simulated degradations, with
-random rotations and flips.
+truth on clips of both splits, clean and passed through a video tokenizer or simulated degradations, with
+random rotations and flips. A clip's frames are pooled with the reader's own per-frame trust
+(``pool_frames``): a causal codec keeps some frames sharp and smears others.
 
 Weights: ``config.json`` + ``model.safetensors`` (bundled in ``pretrained/judge_shapes``).
 """
@@ -146,7 +147,9 @@ def _bilinear(img: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
-def pool_frames(log_probs: torch.Tensor, trust: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def pool_frames(
+    log_probs: torch.Tensor, trust: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-frame log-probabilities (..., T, K) and trust (..., T) → the clip's log-probabilities (..., K):
     log_softmax of the frames' log-probabilities averaged with softmax(trust) weights over the frames in
     ``mask`` (..., T) (all when None). Equal trust is the plain evidence sum, up to a temperature."""

@@ -1,9 +1,11 @@
 """Train the judge's shape reader (``eval/shape_net.py``) on the world's ground truth.
 
-    python -m videopoet.train.judge_shapes --out DIR --clips 3000 [--wide] \\
+    python -m videopoet.train.judge_shapes --out DIR --clips 4000 [--wide] [--trust] \\
+        [--splits train,heldout] \\
         [--video-tokenizer src/videopoet/pretrained/video_tokenizer] [--device cuda] [--workers 16]
 
-(The bundled reader: ``--wide --clips 3000`` with the bundled video tokenizer on one GPU; docs/evaluation.md.)
+(The bundled reader: ``--wide --trust --splits train,heldout --clips 4000`` with the bundled video
+tokenizer on one GPU; docs/evaluation.md, "The shape reader".)
 
 Data: clips from ``--seed-start`` on, of the splits in ``--splits`` in turn (the judge is measured on
 seeds 900000+ of both splits, and developed on 800000–800079, so the defaults never overlap them). The
