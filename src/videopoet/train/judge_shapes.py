@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -116,7 +117,8 @@ def collect(
         split = "val" if (index // n_splits) % HOLDOUT_EVERY == 0 else "train"
         parts[variant][split].extend(crops_labels)
 
-    with ProcessPoolExecutor(workers) as pool:
+    # spawned, not forked: the parent may already hold a CUDA context (the tokenizer), which a fork copies
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for start in range(0, len(jobs), batch):
             chunk = jobs[start : start + batch]
             index = range(start, start + len(chunk))
