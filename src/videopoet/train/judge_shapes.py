@@ -92,8 +92,8 @@ def collect(
     wide: bool = False,
     batch: int = 32,
 ):
-    """{variant: {"train"|"val": (crops, labels)}} for the given (seed, split) clips; every tenth job is
-    held back for validation (of each split when they alternate)."""
+    """{variant: {"train"|"val": [(crops uint8 (T', P, S, S), label), … one per object]}} for the given
+    (seed, split) clips; every tenth job is held back for validation (of each split when they alternate)."""
     run = None
     if tokenizer:
         from videopoet.data.sample import frames_to_tensor, tensor_to_frames
@@ -193,9 +193,9 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     reps = {v: tokenizer_repeat if v == "tokenizer" else 1 for v in data}
     seqs = [sq for v, d in data.items() if "train" in d for _ in range(reps[v]) for sq in d["train"]]
-    crops, mask, labels = pad_sequences(seqs)
-    x_all, y_all = crops[mask], labels[:, None].expand_as(mask)[mask]  # (N, P, S, S), (N,)
-    model = ShapeNet(ShapeNetConfig(wide=crops.shape[2] == 2, trust=trust)).to(device)
+    x_all = torch.from_numpy(np.concatenate([c for c, _ in seqs]))  # uint8 (N, P, S, S)
+    y_all = torch.from_numpy(np.concatenate([np.full(len(c), lab, np.int64) for c, lab in seqs]))
+    model = ShapeNet(ShapeNetConfig(wide=x_all.shape[1] == 2, trust=trust)).to(device)
     reader = [p for n, p in model.named_parameters() if not n.startswith("trust.")]
     opt = torch.optim.AdamW(reader, lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(x_all) / batch_size)
@@ -211,8 +211,9 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-    report = {"train_objects": len(crops), "train_crops": len(x_all), "final_loss": loss.item()}
+    report = {"train_objects": len(seqs), "train_crops": len(x_all), "final_loss": loss.item()}
     if trust:
+        crops, mask, labels = pad_sequences(seqs)
         for p in reader:
             p.requires_grad_(False)
         opt = torch.optim.AdamW(model.trust.parameters(), lr=lr, weight_decay=0.0)
