@@ -165,3 +165,36 @@ def test_object_confusions_count_only_the_wrong_objects(judged):
     shuffled = bench.object_confusions(results, attrs[7:] + attrs[:7])
     assert sum(shuffled["errors_by_true_size"].values()) > 10 * max(1, wrong_count)
     assert all(" read as " in k for k in shuffled["top_confusions"])
+
+
+def _yellow_disc_clip(xs, radii, y=64, size=128):
+    """A yellow disc with per-frame centre x and radius (radius 0: absent) on a dark plain background."""
+    video = np.zeros((len(xs), size, size, 3), np.uint8)
+    video[:] = (30, 30, 34)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for t, (x, r) in enumerate(zip(xs, radii)):
+        video[t][(xx - x) ** 2 + (yy - y) ** 2 <= r**2] = (240, 225, 40)
+    return video
+
+
+def test_bounce_survives_a_codec_fading_the_object():
+    # Right 60 px, then back 20 px (a wall bounce), with the disc fading to a smaller blob from frame 6
+    # on, as a tokenizer fades fast objects. The area trend is not a growth: before the bounce was read
+    # ahead of growth (and from the faded frames too), this clip read as shrinking.
+    xs = np.concatenate([np.linspace(40, 100, 12), np.linspace(100, 80, 6)[1:]])
+    (obj,) = judge_clip(_yellow_disc_clip(xs, [11] * 6 + [7] * 11)).objects
+    assert obj.motion == "bouncing", obj.details
+    assert obj.details["reversal_px"] == pytest.approx(20.0, abs=1.0)
+    # A disc that really shrinks, without coming back, still reads as shrinking.
+    (shrinking,) = judge_clip(_yellow_disc_clip([64] * 17, np.linspace(16, 16 / 1.8, 17))).objects
+    assert shrinking.motion == "shrinking", shrinking.details
+
+
+def test_an_object_left_in_few_frames_is_still_found():
+    # A tokenizer can drop a small fast object from most frames: present in 5 of 17 it is still found.
+    radii = [10 if t % 4 == 0 else 0 for t in range(17)]
+    res = judge_clip(_yellow_disc_clip([64] * 17, radii))
+    assert [o.color for o in res.objects] == ["yellow"]
+    # In 4 of 17 it is not (too little to judge).
+    radii = [10 if t in (0, 4, 8, 12) else 0 for t in range(17)]
+    assert judge_clip(_yellow_disc_clip([64] * 17, radii)).objects == []
