@@ -22,21 +22,22 @@ from videopoet.eval.shape_net import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_crops_are_centred_and_scale_normalised():
+@pytest.mark.parametrize("size", [CROP, 48])
+def test_crops_are_centred_and_scale_normalised(size):
     t, h, w = 3, 96, 128
     ys, xs = np.mgrid[0:h, 0:w]
     mask = np.zeros((t, h, w), bool)
     for i, (cx, cy, r) in enumerate([(30, 40, 6), (90, 50, 12), (64, 48, 1)]):
         mask[i] = (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
-    crops, idx = object_crops(mask[None].astype(np.float32), mask)
+    crops, idx = object_crops(mask[None].astype(np.float32), mask, size)
     assert idx.tolist() == [0, 1]  # the 5-pixel disc is below MIN_AREA: no crop
-    assert crops.shape == (2, 1, CROP, CROP)
-    expected = math.pi * (CROP / (2 * CROP_RADII)) ** 2  # disc area in crop pixels, whatever its size
+    assert crops.shape == (2, 1, size, size)
+    expected = math.pi * (size / (2 * CROP_RADII)) ** 2  # disc area in crop pixels, whatever its size
     for c in crops[:, 0]:
         assert abs(c.sum() - expected) < 0.15 * expected
-        yy, xx = np.mgrid[0:CROP, 0:CROP]
-        assert abs((c * xx).sum() / c.sum() - (CROP - 1) / 2) < 0.5  # centred
-        assert abs((c * yy).sum() / c.sum() - (CROP - 1) / 2) < 0.5
+        yy, xx = np.mgrid[0:size, 0:size]
+        assert abs((c * xx).sum() / c.sum() - (size - 1) / 2) < 0.5  # centred
+        assert abs((c * yy).sum() / c.sum() - (size - 1) / 2) < 0.5
 
 
 def test_shape_net_save_load_round_trip(tmp_path):
@@ -99,6 +100,15 @@ def test_training_script_writes_a_loadable_reader(tmp_path, capsys):
         main([*args, "--splits", "train,test"])
     assert bad.value.code == 2 and "--splits" in capsys.readouterr().err
     assert ShapeNet.from_pretrained(tmp_path / "r").config.shapes == shapes
+    # a larger crop and a wider reader: the config records them and the judge crops to the reader's size
+    assert main([*args, "--wide", "--crop", "40", "--channels", "8", "--out", str(tmp_path / "r40")]) == 0
+    capsys.readouterr()
+    r40 = ShapeNet.from_pretrained(tmp_path / "r40")
+    assert (r40.config.crop, r40.config.channels, r40.config.wide) == (40, 8, True)
+    assert len(judge_clip(clip.frames, shape_reader=r40).objects) == len(clip.attributes["objects"])
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--crop", "4"])
+    assert bad.value.code == 2 and "--crop" in capsys.readouterr().err
 
 
 def test_bundled_reader_reads_clean_and_degraded_shapes():

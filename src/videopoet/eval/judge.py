@@ -47,7 +47,14 @@ from videopoet.data.world import (
     SHAPES,
     SIZES,
 )
-from videopoet.eval.shape_net import ShapeNet, bundled_shape_net, object_crops, pool_frames, shape_log_probs
+from videopoet.eval.shape_net import (
+    CROP,
+    ShapeNet,
+    bundled_shape_net,
+    object_crops,
+    pool_frames,
+    shape_log_probs,
+)
 
 COLOR_NAMES = tuple(COLORS)
 PALETTE = np.asarray([COLORS[c] for c in COLOR_NAMES], np.float32)  # (K, 3)
@@ -506,14 +513,15 @@ WIDE_MEMBERSHIP = 2.0  # the shape reader's optional second plane: membership wi
 
 
 def object_crops_of(
-    frames: np.ndarray, found: FoundObjects, k: int, wide: bool = False
+    frames: np.ndarray, found: FoundObjects, k: int, wide: bool = False, size: int = CROP
 ) -> tuple[np.ndarray, np.ndarray]:
     """The shape reader's input for object k: (crops (T', P, S, S), frame indices (T',)), see shape_net;
-    P = 1 (membership near the main blob), 2 with ``wide`` (plus the wider membership a little further)."""
+    P = 1 (membership near the main blob), 2 with ``wide`` (plus the wider membership a little further);
+    S = ``size``."""
     planes = [membership(frames, k) * _dilate(found.masks[k], 2)]
     if wide:
         planes.append(membership(frames, k, WIDE_MEMBERSHIP) * _dilate(found.masks[k], 4))
-    return object_crops(np.stack(planes), found.masks[k])
+    return object_crops(np.stack(planes), found.masks[k], size)
 
 
 def judge_clip(
@@ -554,7 +562,7 @@ def judge_clip(
                 raise ValueError(
                     f"the shape reader's classes {net.config.shapes} are not the world's {SHAPES}"
                 )
-            crops, idx = object_crops_of(frames, found, k, net.config.wide)
+            crops, idx = object_crops_of(frames, found, k, net.config.wide, net.config.crop)
             shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
             shape_trust = np.zeros(t_count)
             shape_lp[idx], shape_trust[idx] = shape_log_probs(net, crops)

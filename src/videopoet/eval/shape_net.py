@@ -1,11 +1,12 @@
 """The judge's learned shape reader: a small CNN over scale-normalised crops of one object's colour.
 
-Dimension key: B crops, T frames, H W pixels, S crop side (``CROP``), C conv channels, K shapes.
+Dimension key: B crops, T frames, H W pixels, S crop side (``ShapeNetConfig.crop``), C conv channels,
+K shapes.
 
 The analytic moments in ``eval/judge.py`` read clean renders almost perfectly but not what a lossy video
 tokenizer leaves of a small object (a 20-pixel star becomes a blob with stubs). This network reads the
 same object the judge found, frame by frame: the crop is centred on the object's mask, scaled so the
-object's equivalent radius sqrt(area/π) spans ``CROP / (2·CROP_RADII)`` pixels, and holds how close
+object's equivalent radius sqrt(area/π) spans ``S / (2·CROP_RADII)`` pixels, and holds how close
 each pixel's colour is to the object's palette colour (``membership``, from the judge) — relative to
 that colour, never the colour itself: a reader given the crops' RGB learnt the train split's
 colour–shape pairs and fell from 0.880 to 0.815 on held-out reconstructions. It sees no caption and no
@@ -33,7 +34,7 @@ from videopoet.config import from_dict, read_component
 from videopoet.data.world import SHAPES
 
 MODEL_TYPE = "videopoet-judge-shapes"
-CROP = 32  # S: crop side in pixels
+CROP = 32  # S: the default crop side in pixels (configs written before ``ShapeNetConfig.crop`` existed)
 CROP_RADII = 2.5  # the crop's half-side, in equivalent radii of the object
 MIN_AREA = 6  # frames where the object covers fewer pixels give no crop
 
@@ -41,6 +42,9 @@ MIN_AREA = 6  # frames where the object covers fewer pixels give no crop
 @dataclass(kw_only=True)
 class ShapeNetConfig:
     shapes: tuple[str, ...] = SHAPES  # K class names, in output order
+    # S: crop side in pixels; the object's equivalent radius spans S / (2·CROP_RADII) of them (32: 6.4 px,
+    # which shrinks a 10-pixel world object 0.74×; 48: 9.6 px, which keeps a small object's outline)
+    crop: int = CROP
     channels: int = 32  # width of the first conv block; doubles once per block
     blocks: int = 3  # conv blocks (two 3×3 convs + 2× max-pool each)
     # a second input plane: the membership at twice the colour tolerance (a codec's smudged edges and
@@ -112,10 +116,10 @@ def bundled_shape_net() -> ShapeNet | None:
     return ShapeNet.from_pretrained()
 
 
-def object_crops(planes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def object_crops(planes: np.ndarray, mask: np.ndarray, size: int = CROP) -> tuple[np.ndarray, np.ndarray]:
     """planes float (P, T, H, W) in [0, 1] (memberships of the object's colour), mask bool (T, H, W) of
-    the object's main blob → (crops float32 (T', P, S, S), frame indices (T',)) for the frames where the
-    mask has ≥ MIN_AREA pixels.
+    the object's main blob → (crops float32 (T', P, S, S), frame indices (T',)) with S = ``size``, for the
+    frames where the mask has ≥ MIN_AREA pixels.
 
     Bilinear samples on an S×S grid centred on the mask's centroid, ± CROP_RADII equivalent radii wide;
     outside the frame counts as 0.
@@ -123,8 +127,8 @@ def object_crops(planes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     t_count, h, w = mask.shape
     area = mask.sum((1, 2))
     keep = np.flatnonzero(area >= MIN_AREA)
-    crops = np.zeros((keep.size, planes.shape[0], CROP, CROP), np.float32)
-    steps = (np.arange(CROP, dtype=np.float64) + 0.5) / CROP * 2 - 1  # (S,) in (-1, 1)
+    crops = np.zeros((keep.size, planes.shape[0], size, size), np.float32)
+    steps = (np.arange(size, dtype=np.float64) + 0.5) / size * 2 - 1  # (S,) in (-1, 1)
     for i, t in enumerate(keep):
         ys, xs = np.nonzero(mask[t])
         cy, cx = ys.mean(), xs.mean()

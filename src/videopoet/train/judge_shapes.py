@@ -38,16 +38,18 @@ from torch import nn
 
 from videopoet.data.synthetic import SPLITS, render_clip
 from videopoet.eval.judge import COLOR_NAMES, find_objects, object_crops_of, simulate_reconstruction
-from videopoet.eval.shape_net import ShapeNet, ShapeNetConfig, pool_frames
+from videopoet.eval.shape_net import CROP, ShapeNet, ShapeNetConfig, pool_frames
 
 VARIANTS = ("clean", "simulated", "tokenizer")
 HOLDOUT_EVERY = 10  # every tenth clip is validation
 SIM_STRENGTH = (0.5, 1.5)  # range of simulate_reconstruction strengths
 
 
-def clip_crops(frames: np.ndarray, attributes: dict, wide: bool = False) -> list[tuple[np.ndarray, int]]:
+def clip_crops(
+    frames: np.ndarray, attributes: dict, wide: bool = False, size: int = CROP
+) -> list[tuple[np.ndarray, int]]:
     """One (crops uint8 (T', P, S, S), shape label) per object of the clip the judge finds in a colour the
-    clip has, its untouched frames only (objects touching all clip long give none)."""
+    clip has, its untouched frames only (objects touching all clip long give none); S = ``size``."""
     truth = {o["color"]: o["shape"] for o in attributes["objects"]}
     shapes = ShapeNetConfig().shapes
     found = find_objects(frames)
@@ -56,7 +58,7 @@ def clip_crops(frames: np.ndarray, attributes: dict, wide: bool = False) -> list
         name = COLOR_NAMES[k]
         if name not in truth:
             continue
-        c, idx = object_crops_of(frames, found, k, wide)
+        c, idx = object_crops_of(frames, found, k, wide, size)
         c = c[~found.contact[k][idx]]
         if len(c):
             out.append((np.rint(c * 255).astype(np.uint8), shapes.index(truth[name])))
@@ -70,17 +72,17 @@ def _render(job: tuple[int, str]):
 
 
 def _crop_job(args):
-    seed, frames, attributes, wide = args
-    out = {"clean": clip_crops(frames, attributes, wide)}
+    seed, frames, attributes, wide, size = args
+    out = {"clean": clip_crops(frames, attributes, wide, size)}
     strength = np.random.default_rng(seed).uniform(*SIM_STRENGTH)
     degraded = simulate_reconstruction(frames, seed, strength=strength)
-    out["simulated"] = clip_crops(degraded, attributes, wide)
+    out["simulated"] = clip_crops(degraded, attributes, wide, size)
     return out
 
 
 def _tok_job(args):
-    recon, attributes, wide = args
-    return clip_crops(recon, attributes, wide)
+    recon, attributes, wide, size = args
+    return clip_crops(recon, attributes, wide, size)
 
 
 def collect(
@@ -90,6 +92,7 @@ def collect(
     workers: int,
     *,
     wide: bool = False,
+    size: int = CROP,
     batch: int = 32,
 ):
     """{variant: {"train"|"val": [(crops uint8 (T', P, S, S), label), … one per object]}} for the given
@@ -123,13 +126,13 @@ def collect(
             chunk = jobs[start : start + batch]
             index = range(start, start + len(chunk))
             rendered = list(pool.map(_render, chunk))
-            crop_jobs = [(seed, f, a, wide) for (seed, _), (f, a) in zip(chunk, rendered)]
+            crop_jobs = [(seed, f, a, wide, size) for (seed, _), (f, a) in zip(chunk, rendered)]
             for i, out in zip(index, pool.map(_crop_job, crop_jobs)):
                 for variant, cl in out.items():
                     add(variant, i, cl)
             if run is not None:
                 recons = run([f for f, _ in rendered])
-                tok = pool.map(_tok_job, [(r, a, wide) for r, (_, a) in zip(recons, rendered)])
+                tok = pool.map(_tok_job, [(r, a, wide, size) for r, (_, a) in zip(recons, rendered)])
                 for i, cl in zip(index, tok):
                     add("tokenizer", i, cl)
             print(json.dumps({"clips": start + len(chunk), "of": len(jobs)}), flush=True)
@@ -183,6 +186,7 @@ def train(
     tokenizer_repeat: int = 1,
     trust: bool = False,
     trust_epochs: int = 2,
+    channels: int = 32,
 ) -> tuple[ShapeNet, dict]:
     """Fit a ShapeNet to ``collect``'s objects (tokenizer ones ``tokenizer_repeat`` times: the hard ones).
 
@@ -195,7 +199,8 @@ def train(
     seqs = [sq for v, d in data.items() if "train" in d for _ in range(reps[v]) for sq in d["train"]]
     x_all = torch.from_numpy(np.concatenate([c for c, _ in seqs]))  # uint8 (N, P, S, S)
     y_all = torch.from_numpy(np.concatenate([np.full(len(c), lab, np.int64) for c, lab in seqs]))
-    model = ShapeNet(ShapeNetConfig(wide=x_all.shape[1] == 2, trust=trust)).to(device)
+    config = ShapeNetConfig(wide=x_all.shape[1] == 2, trust=trust, crop=x_all.shape[-1], channels=channels)
+    model = ShapeNet(config).to(device)
     reader = [p for n, p in model.named_parameters() if not n.startswith("trust.")]
     opt = torch.optim.AdamW(reader, lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(x_all) / batch_size)
@@ -267,15 +272,19 @@ def main(argv=None) -> int:
     ap.add_argument("--wide", action="store_true", help="add the wide-membership plane (ShapeNetConfig.wide)")
     ap.add_argument("--trust", action="store_true", help="learn per-frame trust (ShapeNetConfig.trust)")
     ap.add_argument("--trust-epochs", type=int, default=2, help="epochs of the trust head's training")
+    ap.add_argument("--crop", type=int, default=CROP, help="crop side in pixels (ShapeNetConfig.crop)")
+    ap.add_argument("--channels", type=int, default=32, help="first conv width (ShapeNetConfig.channels)")
     args = ap.parse_args(argv)
     splits = args.splits.split(",")
     if not splits or any(s not in SPLITS for s in splits):
         ap.error(f"--splits takes a comma-separated list of {', '.join(SPLITS)}, got {args.splits!r}")
+    if not 8 <= args.crop <= 256 or args.channels < 1:
+        ap.error(f"--crop takes 8–256 pixels and --channels ≥ 1, got {args.crop} and {args.channels}")
     if args.clips < HOLDOUT_EVERY:
         ap.error(f"--clips must be ≥ {HOLDOUT_EVERY} (one clip in {HOLDOUT_EVERY} is held back)")
     t0 = time.time()
     jobs = [(args.seed_start + i, splits[i % len(splits)]) for i in range(args.clips)]
-    data = collect(jobs, args.video_tokenizer, args.device, args.workers, wide=args.wide)
+    data = collect(jobs, args.video_tokenizer, args.device, args.workers, wide=args.wide, size=args.crop)
     t1 = time.time()
     model, report = train(
         data,
@@ -287,6 +296,7 @@ def main(argv=None) -> int:
         tokenizer_repeat=args.tokenizer_repeat,
         trust=args.trust,
         trust_epochs=args.trust_epochs,
+        channels=args.channels,
     )
     model.save_pretrained(args.out)
     report.update(out=args.out, clips=args.clips, splits=splits, data_seconds=round(t1 - t0, 1),
