@@ -118,16 +118,21 @@ def test_event_f1_and_input_validation():
     assert "events" not in score_against(judge_clip(clip.frames), clip.attributes)
 
 
-def _polygon_clip(corners: int, spin: float, dx: float, bumps: int = 0, frames: int = 17, size: int = 128):
+def _polygon_clip(
+    corners: int, spin: float, dx: float, bumps: int = 0, frames: int = 17, size: int = 128, track=None
+):
     """A regular polygon (radius 18 px, cyan) on a dark solid background drawn here, turning by ``spin`` rad
-    and moving by ``dx`` px over the clip; ``bumps`` random blobs on its rim per frame mimic a codec's
-    ragged outlines (their moment phases are random from frame to frame)."""
+    and moving by ``dx`` px over the clip (or along ``track``: the centre's x per frame); ``bumps`` random
+    blobs on its rim per frame mimic a codec's ragged outlines (their moment phases are random from frame
+    to frame)."""
     rng = np.random.default_rng(3)
     video = np.full((frames, size, size, 3), (30, 30, 34), np.uint8)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     for t in range(frames):
         s = t / (frames - 1)
         cx, cy, angle = size / 2 - dx / 2 + dx * s, size / 2, spin * s
+        if track is not None:
+            cx = track[t]
         r, phi = np.hypot(xs - cx, ys - cy), np.arctan2(ys - cy, xs - cx) - angle
         sector = 2 * np.pi / corners
         inside = r * np.cos((phi % sector) - sector / 2) <= 18 * np.cos(sector / 2)
@@ -146,6 +151,19 @@ def test_rotation_needs_coherent_phases():
     # (The judge before this check read it as rotating by −1.2 rad.)
     (ragged,) = judge_clip(_polygon_clip(4, 0.0, dx=50, bumps=1)).objects
     assert ragged.details["rotation"] == 0.0 and ragged.motion == "moving right", ragged.details
+
+
+def test_a_far_turn_back_is_a_bounce_even_when_the_outline_turns():
+    # A codec's smear can make a bouncing object's moment phase turn coherently; a track that comes back
+    # 20 px is a bounce (no other world motion turns back more than a few pixels)…
+    out_and_back = np.concatenate([np.linspace(34, 74, 12), np.linspace(74, 54, 6)[1:]])
+    (obj,) = judge_clip(_polygon_clip(4, 0.75 * np.pi, 0, track=out_and_back)).objects
+    assert obj.motion == "bouncing" and obj.details["rotation"] != 0.0, obj.details
+    # …while a 4-pixel wobble (another object hiding part of a turning one shifts its centroid so much)
+    # does not outrank the measured rotation.
+    wobble = 64 + 4 * np.sin(np.linspace(0, np.pi, 17))
+    (obj,) = judge_clip(_polygon_clip(4, 0.75 * np.pi, 0, track=wobble)).objects
+    assert obj.motion == "rotating", obj.details
 
 
 def test_object_confusions_count_only_the_wrong_objects(judged):

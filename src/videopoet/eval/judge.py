@@ -74,6 +74,7 @@ OCCLUSION_DROP = 0.08  # frames whose area is this far (log) below the robust ar
 ENVELOPE_DROP = 0.03  # …and, for objects touching another all clip long, this far below the upper envelope
 CONTACT_PX = 4  # objects closer than this many pixels touch (occlusion possible)
 REVERSAL_FRAC = 0.025  # a bounce reverses the screen track by ≥ this fraction of min(H, W)
+BOUNCE_SURE_FRAC = 0.05  # …and a reversal this large is a bounce even when a rotation was measured
 # The screen track also keeps frames whose area fell (a codec fades fast objects in some frames) while no
 # other object is near, unless less than e^(−TRACK_AREA_DROP) of the fitted area is left (a sliver).
 TRACK_AREA_DROP = 1.0
@@ -719,12 +720,15 @@ def _label_object(m: _Measured, camera: CameraEstimate, h: int, w: int) -> Judge
     )
     growth = b0 / 2 - camera.log_zoom  # log-radius change over the clip, camera zoom removed
     dx, dy = _world_displacement(m, camera, h, w)
-    if abs(m.rotation) >= ROTATION_MIN:
+    # A bounce outranks a measured rotation when the track turns back far (a smeared fast object's moment
+    # phase can turn coherently), and a measured growth always (a codec fading a fast object fakes an area
+    # trend). Development clips: clean bounces turn back ≥ 8.5 px, other motions ≤ 2.6 px after the
+    # tokenizer, up to 4.5 px where another object hides part of a rotating one.
+    if m.reversal >= BOUNCE_SURE_FRAC * short:
+        motion = "bouncing"
+    elif abs(m.rotation) >= ROTATION_MIN:
         motion = "rotating"
     elif m.reversal >= REVERSAL_FRAC * short:
-        # before growth: no other motion turns the screen track back (development clips: clean bounces
-        # ≥ 8.5 px, every other motion ≤ 2.6 px after the tokenizer), while a codec that fades a fast
-        # object in some frames fakes an area trend
         motion = "bouncing"
     elif abs(growth) >= GROWTH_MIN:
         motion = "growing" if growth > 0 else "shrinking"
