@@ -208,6 +208,17 @@ def test_bounce_survives_a_codec_fading_the_object():
     assert shrinking.motion == "shrinking", shrinking.details
 
 
+def test_a_moving_object_that_fades_is_still_moving():
+    # Right by the world's move distance (0.38 of the frame) while a codec fades it from radius 10 to 7:
+    # the area trend passes the growth threshold, the displacement passes its own by more.
+    xs = np.linspace(40, 40 + 0.38 * 128, 17)
+    (obj,) = judge_clip(_yellow_disc_clip(xs, np.linspace(10, 7, 17))).objects
+    assert obj.motion == "moving right", obj.details
+    # A growing disc that stays put still grows.
+    (obj,) = judge_clip(_yellow_disc_clip([64] * 17, np.linspace(10, 18, 17))).objects
+    assert obj.motion == "growing", obj.details
+
+
 def test_an_object_left_in_few_frames_is_still_found():
     # A tokenizer can drop a small fast object from most frames: present in 5 of 17 it is still found.
     radii = [10 if t % 4 == 0 else 0 for t in range(17)]
