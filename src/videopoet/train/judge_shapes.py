@@ -1,21 +1,22 @@
 """Train the judge's shape reader (``eval/shape_net.py``) on the world's ground truth.
 
     python -m videopoet.train.judge_shapes --out DIR --clips 4000 [--wide] [--trust] \\
-        [--splits train,heldout] \\
+        [--splits train,heldout] [--crop 32] [--channels 32] \\
         [--video-tokenizer src/videopoet/pretrained/video_tokenizer] [--device cuda] [--workers 16]
 
 (The bundled reader: ``--wide --trust --splits train,heldout --clips 4000`` with the bundled video
 tokenizer on one GPU; docs/evaluation.md, "The shape reader".)
 
 Data: clips from ``--seed-start`` on, of the splits in ``--splits`` in turn (the judge is measured on
-seeds 900000+ of both splits, and developed on 800000–800079, so the defaults never overlap them). The
-bundled reader learns from both splits: the held-out split's compositions (a bouncing square, a rotating
-diamond) are held out from the generator, not from the instrument that has to read them, and the reader
-sees no colour, so the colour–shape pairs cannot teach it a prior. Each clip gives its objects' crops
-(as the judge finds and crops them) three times: clean, through ``simulate_reconstruction`` at a random
-strength, and, with ``--video-tokenizer``, through that tokenizer's encode → decode. Frames where the
-object touches another (it may be hidden) are left out. Labels are the world's shapes, matched by colour;
-an object the judge finds in a colour the clip does not have is skipped.
+seeds 900000+ of both splits, and developed on 800000–800239 and 810000–810199, so the defaults never
+overlap them). The bundled reader learns from both splits: the held-out split's compositions (a bouncing
+square, a rotating diamond) are held out from the generator, not from the instrument that has to read
+them, and the reader sees no colour, so the colour–shape pairs cannot teach it a prior. Each clip gives
+its objects' crops (as the judge finds and crops them) three times: clean, through
+``simulate_reconstruction`` at a random strength, and, with ``--video-tokenizer``, through that
+tokenizer's encode → decode. Frames where the object touches another (it may be hidden) are left out.
+Labels are the world's shapes, matched by colour; an object the judge finds in a colour the clip does not
+have is skipped.
 
 Training: random rotations (any angle), flips and ±10% scale on the crops, AdamW, one-cycle schedule;
 then, with ``--trust``, the per-frame trust head on whole objects (see ``train``). One clip in ten is held
