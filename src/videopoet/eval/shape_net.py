@@ -43,7 +43,8 @@ MIN_AREA = 6  # frames where the object covers fewer pixels give no crop
 class ShapeNetConfig:
     shapes: tuple[str, ...] = SHAPES  # K class names, in output order
     # S: crop side in pixels; the object's equivalent radius spans S / (2·CROP_RADII) of them (32: 6.4 px,
-    # which shrinks a 10-pixel world object 0.74×; 48: 9.6 px, which keeps a small object's outline)
+    # so a small world object, radius 10 px, is scaled by 0.64–0.85 depending on its shape; 48: 9.6 px,
+    # 0.96–1.27)
     crop: int = CROP
     channels: int = 32  # width of the first conv block; doubles once per block
     blocks: int = 3  # conv blocks (two 3×3 convs + 2× max-pool each)
