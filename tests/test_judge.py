@@ -166,6 +166,24 @@ def test_a_far_turn_back_is_a_bounce_even_when_the_outline_turns():
     assert obj.motion == "rotating", obj.details
 
 
+def test_rotation_survives_a_codec_holding_frames():
+    # A causal tokenizer codes frames in groups of four and can hold an outline over a group, then jump.
+    # Held so, a star turning 0.7π per clip read as static before: the sum of frame-to-frame phase steps
+    # lost the last group's turn, and the coherence at that biased turn failed its test. The fit of a
+    # constant-speed turn over all frames finds it.
+    for seed in (93439, 93634):  # one rotating star each
+        clip = render_clip(seed, split="train")
+        (truth,) = clip.attributes["objects"]
+        assert (truth["shape"], truth["motion"]) == ("star", "rotating")
+        held = clip.frames.copy()
+        for t in range(1, len(held)):
+            held[t] = clip.frames[1 + 4 * ((t - 1) // 4)]
+        (obj,) = judge_clip(held).objects
+        assert obj.motion == "rotating", obj.details
+        turn = truth["angles"][-1] - truth["angles"][0]
+        assert obj.details["rotation"] == pytest.approx(turn, rel=0.15)
+
+
 def test_object_confusions_count_only_the_wrong_objects(judged):
     import importlib.util
     from pathlib import Path

@@ -80,8 +80,9 @@ BOUNCE_SURE_FRAC = 0.05  # …and a reversal this large is a bounce even when a 
 TRACK_AREA_DROP = 1.0
 # Motion and camera thresholds sit halfway between "nothing" and the world's own magnitudes.
 ROTATION_MIN = 0.5 * ROTATION_RANGE[0]  # total rotation (rad) that counts as rotating
-ROTATION_MAX = 1.5 * ROTATION_RANGE[1]  # a larger measured rotation is phase noise, not a world rotation
+ROTATION_MAX = 1.5 * ROTATION_RANGE[1]  # the largest turn (rad per clip) the rotation fit considers
 ROTATION_COHERENCE = 1.5  # turned-back coherent |mean M_m| must beat the unturned one by this factor
+ROTATION_STEP = 0.005  # rad per clip: the grid of candidate turns
 GROWTH_MIN = 0.5 * math.log(GROWTH)  # |log-radius change| over the clip that counts as growing/shrinking
 MOVE_MIN = 0.5 * MOVE_DISTANCE  # world displacement (fraction of the frame) that counts as moving
 CAMERA_PAN_MIN = 0.5 * PAN_DISTANCE  # pan distance (fraction of the frame per clip) that counts as a pan
@@ -652,28 +653,26 @@ def _measure_object(
             trust = np.zeros(int(use.sum())) if shape_trust is None else shape_trust[use]
             pooled = pool_frames(torch.from_numpy(shape_lp[use]), torch.from_numpy(trust))
             shape = SHAPES[int(torch.argmax(pooled))]
-    # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle), summed over pairs of
-    # consecutive trusted frames (a gap could alias) and scaled to the whole clip.
+    # Rotation from the phase of the symmetry-order moment (M_m turns by m·angle): the constant-speed turn,
+    # among those the world can make, that best aligns the trusted frames' moments when turned back
+    # (|mean M_m e^{−i m θ s}| largest). A fit over all frames, not a sum of frame-to-frame phase steps:
+    # a causal tokenizer can hold an outline over a group of frames and then jump, which biases a step
+    # sum (a hold at the end of the clip loses its turn) and with it the coherence test below.
     order = SYMMETRY_ORDER[shape]
     rotation = 0.0
     if order:
         ph = g.moments[:, MOMENT_ORDERS.index(order)]
         good = ok & np.isfinite(ph) & (np.abs(np.nan_to_num(ph)) > 0)
-        pairs = np.flatnonzero(good[:-1] & good[1:])
-        if pairs.size:
-            steps = np.angle(ph[pairs + 1] / ph[pairs]) / order
-            rotation = float(steps.sum()) * (t_count - 1) / pairs.size
-            # Noisy phases (a blurred blob) also sum to something: trust a rotation only when it is one the
-            # world can make and turning the moment back by it aligns the frames' phases (coherent mean
-            # well above both the unturned one and the noise of the magnitudes).
+        if good.sum() >= 3:
             v = ph[good]
-            turned = abs(np.mean(v * np.exp(-1j * order * rotation * s[good])))
+            turns = np.arange(-ROTATION_MAX, ROTATION_MAX, ROTATION_STEP)  # (R,) candidate θ, rad per clip
+            coherence = np.abs((v * np.exp(-1j * order * np.outer(turns, s[good]))).mean(1))  # (R,)
+            best = int(np.argmax(coherence))
+            # A blurred blob's phase noise also aligns at some turn: trust it only when the alignment is
+            # well above both the unturned one and the noise of the magnitudes.
             still = abs(np.mean(v))
-            if not (
-                abs(rotation) <= ROTATION_MAX
-                and turned >= ROTATION_COHERENCE * max(still, 0.5 * float(np.median(np.abs(v))))
-            ):
-                rotation = 0.0
+            if coherence[best] >= ROTATION_COHERENCE * max(still, 0.5 * float(np.median(np.abs(v)))):
+                rotation = float(turns[best])
     # Bounces are read from the screen track: the trusted frames plus faded ones far from other objects.
     track = np.isfinite(g.cx) & (ok | (~contact & (below > -TRACK_AREA_DROP)))
     reversal = max(_reversal(g.cx[track]), _reversal(g.cy[track]))
