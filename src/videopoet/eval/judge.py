@@ -67,8 +67,8 @@ COLOR_TOLERANCE = 45.0  # max RGB distance (0–255) between a pixel and its sca
 # must have a channel above the midpoint, so a colour-shifted mauve or navy never reads as purple/blue.
 MIN_OBJECT_CHANNEL = 142.0
 MIN_OBJECT_PIXELS_FRAC = 0.0025  # an object covers ≥ this fraction of the frame after erosion…
-# …in at least this fraction of frames: a tokenizer can drop a small fast object from most frames (on
-# development reconstructions such objects kept 5 of 17 frames; nothing spurious reached 5)
+# …in at least this fraction of frames: a tokenizer can drop a small fast object from most frames (on 320
+# development reconstructions, 0.3 → 0.25 found 5 such objects kept in 5 of 17 frames and no extra one)
 MIN_PRESENT_FRAMES = 0.25
 OCCLUSION_DROP = 0.08  # frames whose area is this far (log) below the robust area fit are occluded
 ENVELOPE_DROP = 0.03  # …and, for objects touching another all clip long, this far below the upper envelope
@@ -556,14 +556,12 @@ def judge_clip(
 
     geoms = {k: _geometry(found.masks[k]) for k in chosen}
     net = bundled_shape_net() if isinstance(shape_reader, str) else shape_reader
+    if net is not None and tuple(net.config.shapes) != SHAPES:
+        raise ValueError(f"the shape reader's classes {net.config.shapes} are not the world's {SHAPES}")
     measured = []
     for k in chosen:
         shape_lp = shape_trust = None
         if net is not None:
-            if tuple(net.config.shapes) != SHAPES:
-                raise ValueError(
-                    f"the shape reader's classes {net.config.shapes} are not the world's {SHAPES}"
-                )
             crops, idx = object_crops_of(frames, found, k, net.config.wide, net.config.crop)
             shape_lp = np.full((t_count, len(net.config.shapes)), np.nan)
             shape_trust = np.zeros(t_count)
