@@ -152,6 +152,32 @@ def test_init_from_copies_weights_and_checks_architecture(tmp_path):
         )
 
 
+def test_init_from_widens_the_codebook(tmp_path):
+    torch.manual_seed(6)
+    source = VideoTokenizer.from_preset("debug").eval()  # 8 bits
+    source.save_pretrained(tmp_path / "src")
+    source = VideoTokenizer.from_pretrained(tmp_path / "src").float().eval()
+    cfg = dict(preset="debug", device="cpu", gan_weight=0.0, batch_size=2, frames=5, width=16, height=16)
+    cfg |= dict(lr=1e-2, warmup_steps=1, model={"codebook_bits": 10}, init_from=str(tmp_path / "src"))
+    trainer = Trainer(VideoTokenizerTrainConfig(**cfg))
+    wide = trainer.model.eval()
+    assert wide.config.codebook_size == 1024
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    old_idx, new_idx = source.encode(video), wide.encode(video)
+    assert torch.equal(new_idx % 256, old_idx)  # the source's bits keep their meaning
+    assert (new_idx >= 256).any()  # the new bits are live in the encoder from the start
+    with torch.no_grad():  # ... but nothing reads them yet: reconstructions are the source's
+        torch.testing.assert_close(wide(video).recon, source(video).recon, atol=1e-5, rtol=0)
+    new_cols = lambda: wide.decoder.conv_in.conv.weight[:, 8:]  # noqa: E731
+    assert not new_cols().any()
+    wide.train()
+    batch = (torch.rand(2, 3, 5, 16, 16) * 2 - 1).to(trainer.device)
+    trainer.train_step(batch)
+    assert new_cols().abs().sum() > 0  # one step and the decoder starts to read them
+    with pytest.raises(Exception, match="not only in codebook_bits"):
+        Trainer(VideoTokenizerTrainConfig(**(cfg | {"model": {"codebook_bits": 10, "base_channels": 16}})))
+
+
 def test_config_errors(tmp_path):
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "frames=6")]) == 2
     assert cli(["train", "video-tokenizer", *_args(tmp_path, "preset=huge")]) == 2

@@ -138,6 +138,43 @@ class VideoTokenizerTrainConfig:
         return self.entropy_weight_start + frac * (self.entropy_weight - self.entropy_weight_start)
 
 
+# ============================================================================================ fine-tuning
+def widen_codebook(model: VideoTokenizer, source: VideoTokenizer, *, what: str) -> None:
+    """Load a tokenizer with K0 LFQ bits into ``model`` with K > K0 bits and otherwise the same shapes.
+
+    The first K0 bits keep the source's meaning: the encoder's output rows, the decoder's input columns
+    and the adaptive norms' conditioning columns (the per-frame mean and std of each bit) are copied. The
+    new bits' encoder rows keep their fresh initialisation; every weight that reads them starts at zero,
+    so the widened model reconstructs exactly as the source did until training teaches the decoder to use
+    them (their own gradient, code × upstream gradient, is not zero, and the entropy term spreads them).
+    """
+    k0, k = source.config.codebook_bits, model.config.codebook_bits
+    mine, theirs = model.state_dict(), source.state_dict()
+    if set(mine) != set(theirs):
+        raise ValueError(f"{what} holds a different architecture than this run's model (tensor names differ)")
+    out = {}
+    for name, new in mine.items():
+        old = theirs[name]
+        if old.shape == new.shape:
+            out[name] = old
+            continue
+        w = torch.zeros_like(new)
+        if name.startswith("encoder.conv_out.") and new.shape[1:] == old.shape[1:] and old.shape[0] == k0:
+            w = new.clone()  # the new bits' rows keep their initialisation
+            w[:k0] = old
+        elif name == "decoder.conv_in.conv.weight" and old.shape[1] == k0 and new.shape[1] == k:
+            w[:, :k0] = old
+        elif name.endswith("to_scale_shift.weight") and old.shape[1] == 2 * k0 and new.shape[1] == 2 * k:
+            w[:, :k0], w[:, k : k + k0] = old[:, :k0], old[:, k0:]  # [mean of each bit | std of each bit]
+        else:
+            raise ValueError(
+                f"{what} differs from this run's model in {name} ({tuple(old.shape)} vs {tuple(new.shape)}), "
+                "not only in codebook_bits; pick the matching preset and overrides, or drop init_from"
+            )
+        out[name] = w
+    model.load_state_dict(out)
+
+
 # ============================================================================================ data
 class StepClips(Dataset):
     """Global position g = step·B + i → a video tensor (3, T, H, W), skipping unreadable items."""
@@ -271,10 +308,24 @@ class Trainer:
         )
 
     def _init_from(self, directory: str) -> None:
-        """Copy weights from a ``save_pretrained`` directory whose architecture matches this run's."""
+        """Copy weights from a ``save_pretrained`` directory whose architecture matches this run's.
+
+        A source with fewer LFQ bits (and otherwise the same architecture) is widened: see
+        ``widen_codebook``.
+        """
         source = VideoTokenizer.from_pretrained(None if directory == "bundled" else directory)
+        what = f"init_from={directory!r}"
         try:
-            copy_matching_weights(self.model, source, what=f"init_from={directory!r}")
+            if source.config.codebook_bits < self.model_cfg.codebook_bits:
+                widen_codebook(self.model, source, what=what)
+                log.info(
+                    "initialised from %s, codebook widened from %d to %d bits (the new bits start unused)",
+                    directory,
+                    source.config.codebook_bits,
+                    self.model_cfg.codebook_bits,
+                )
+                return
+            copy_matching_weights(self.model, source, what=what)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         log.info("initialised from %s", directory)
