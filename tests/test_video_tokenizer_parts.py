@@ -1,4 +1,4 @@
-"""Video tokenizer helpers: COMMIT / stylization conditions, metrics, GAN / LeCam / perceptual losses."""
+"""Video tokenizer helpers: COMMIT / stylization conditions, metrics, GAN / LeCam / perceptual / edge losses."""
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from videopoet.tokenizers.losses import (
     PerceptualLoss,
     VGG16Features,
     d_loss,
+    edge_loss,
     g_loss,
     load_feature_network,
 )
@@ -134,6 +135,25 @@ def test_gan_losses_values():
     )
     with pytest.raises(ValueError, match="hinge"):
         g_loss(fake, "wasserstein")
+
+
+def test_edge_loss_weighs_thin_detail_not_brightness():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 3, 16, 16) * 2 - 1
+    assert edge_loss(x, x).item() == 0
+    assert edge_loss(x + 0.3, x).item() < 1e-6  # a uniform offset moves no edge (L1 would say 0.3)
+    line = torch.zeros(1, 3, 1, 32, 32)
+    line[..., 10, :] = 1.0  # a one-pixel line: 1/32 of the area ...
+    blank = torch.zeros_like(line)
+    l1 = (line - blank).abs().mean().item()
+    assert edge_loss(line, blank).item() > 0.9 * l1  # ... but two full-contrast edges
+    blur = torch.zeros_like(line)
+    blur[..., 9:12, :] = 1 / 3  # the same light spread over three rows: L1 sees a third, edges far less
+    assert edge_loss(blur, line).item() > 0.5 * (blur - line).abs().mean().item()
+    with torch.no_grad():
+        y = x.clone().requires_grad_(True)
+    edge_loss(y, x + torch.randn_like(x) * 0.1).backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
 
 
 def test_lecam_tracks_anchors():

@@ -158,7 +158,8 @@ def test_init_from_widens_the_codebook(tmp_path):
     source.save_pretrained(tmp_path / "src")
     source = VideoTokenizer.from_pretrained(tmp_path / "src").float().eval()
     cfg = dict(preset="debug", device="cpu", gan_weight=0.0, batch_size=2, frames=5, width=16, height=16)
-    cfg |= dict(lr=1e-2, warmup_steps=1, model={"codebook_bits": 10}, init_from=str(tmp_path / "src"))
+    cfg |= dict(lr=1e-2, warmup_steps=1, edge_weight=1.0)
+    cfg |= dict(model={"codebook_bits": 10}, init_from=str(tmp_path / "src"))
     trainer = Trainer(VideoTokenizerTrainConfig(**cfg))
     wide = trainer.model.eval()
     assert wide.config.codebook_size == 1024
@@ -172,7 +173,8 @@ def test_init_from_widens_the_codebook(tmp_path):
     assert not new_cols().any()
     wide.train()
     batch = (torch.rand(2, 3, 5, 16, 16) * 2 - 1).to(trainer.device)
-    trainer.train_step(batch)
+    row = trainer.train_step(batch)
+    assert row["edge"] > 0  # the edge loss is on and logged
     assert new_cols().abs().sum() > 0  # one step and the decoder starts to read them
     with pytest.raises(Exception, match="not only in codebook_bits"):
         Trainer(VideoTokenizerTrainConfig(**(cfg | {"model": {"codebook_bits": 10, "base_channels": 16}})))

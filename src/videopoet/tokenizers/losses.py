@@ -99,6 +99,17 @@ def g_loss(fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
     raise ValueError(f"GAN loss kind must be 'hinge' or 'non_saturating', got {kind!r}")
 
 
+def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between the horizontal and vertical pixel differences of two (B, C, T, H, W) videos.
+
+    Plain L1/L2 spend little on thin detail (a star's points, a small object's outline): its area is
+    tiny. Differences weigh every edge by its contrast, whatever the area behind it.
+    """
+    dx = lambda v: v[..., :, 1:] - v[..., :, :-1]  # noqa: E731
+    dy = lambda v: v[..., 1:, :] - v[..., :-1, :]  # noqa: E731
+    return 0.5 * ((dx(recon) - dx(target)).abs().mean() + (dy(recon) - dy(target)).abs().mean())
+
+
 class LeCam(nn.Module):
     """LeCam regularisation (Tseng et al. 2021): keep the discriminator's real/fake predictions near the
     moving averages of each other, which bounds its over-confidence when data is limited.

@@ -1,6 +1,6 @@
 """Training loop for the MAGVIT-v2 video tokenizer (``videopoet train video-tokenizer``).
 
-One step: reconstruct a batch, minimise L1 + L2 + commitment + annealed LFQ entropy penalty (+ perceptual,
+One step: reconstruct a batch, minimise L1 + L2 (+ edge) + commitment + annealed LFQ entropy penalty (+ perceptual,
 + GAN after ``gan_start``), then — once the GAN is on — one discriminator step with LeCam regularisation.
 
 Determinism: the clips of step s are ``data[(s·B + i) mod N]`` (finite sets: under a per-epoch
@@ -36,6 +36,7 @@ from videopoet.tokenizers.losses import (
     LeCam,
     PerceptualLoss,
     d_loss,
+    edge_loss,
     g_loss,
     load_feature_network,
 )
@@ -85,6 +86,7 @@ class VideoTokenizerTrainConfig:
     grad_clip: float = 1.0  # global grad-norm clip (0 = off)
     l1_weight: float = 1.0  # reconstruction L1
     l2_weight: float = 1.0  # reconstruction L2 (MSE)
+    edge_weight: float = 0.0  # L1 on horizontal/vertical pixel differences (thin detail; 0 = off)
     commit_weight: float = 0.25  # LFQ commitment ‖z − sg(q)‖²
     entropy_weight_start: float = 0.1  # LFQ entropy penalty weight at step 0 …
     entropy_weight: float = 0.05  # … annealed linearly to this value …
@@ -373,6 +375,10 @@ class Trainer:
         loss = cfg.l1_weight * l1 + cfg.l2_weight * l2 + cfg.commit_weight * out.commit_loss
         loss = loss + ent_w * out.entropy_loss
         row: dict[str, float] = {}
+        if cfg.edge_weight > 0:
+            edge = edge_loss(recon, x)
+            loss = loss + cfg.edge_weight * edge
+            row["edge"] = edge.item()
         if self.perceptual is not None:
             with autocast(self.device, self.amp):
                 perc = self.perceptual(recon, x)
