@@ -1,4 +1,4 @@
-"""Video tokenizer helpers: COMMIT / stylization conditions, metrics, GAN / LeCam / perceptual / edge losses."""
+"""Video tokenizer helpers: COMMIT / stylization conditions, metrics, GAN / LeCam / perceptual / edge loss."""
 
 import numpy as np
 import pytest

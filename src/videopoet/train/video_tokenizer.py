@@ -1,7 +1,8 @@
 """Training loop for the MAGVIT-v2 video tokenizer (``videopoet train video-tokenizer``).
 
-One step: reconstruct a batch, minimise L1 + L2 (+ edge) + commitment + annealed LFQ entropy penalty (+ perceptual,
-+ GAN after ``gan_start``), then — once the GAN is on — one discriminator step with LeCam regularisation.
+One step: reconstruct a batch, minimise L1 + L2 (+ edge) + commitment + annealed LFQ entropy penalty
+(+ perceptual, + GAN after ``gan_start``), then — once the GAN is on — one discriminator step with LeCam
+regularisation.
 
 Determinism: the clips of step s are ``data[(s·B + i) mod N]`` (finite sets: under a per-epoch
 permutation), so a resumed run sees exactly the clips an uninterrupted run would; checkpoints hold model,
