@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 
-from videopoet.data.sample import frames_to_tensor, tensor_to_frames
 from videopoet.data.synthetic import render_clip
 from videopoet.eval.judge import judge_clip, score_against
+from videopoet.eval.tokenizer import reconstruct_frames
 from videopoet.tokenizers.video import VideoTokenizer
 
 BATCH = 32
@@ -32,18 +33,6 @@ def _judge(job: tuple[np.ndarray, dict]) -> dict[str, float]:
     torch.set_num_threads(1)
     frames, attributes = job
     return score_against(judge_clip(frames), attributes)
-
-
-def _reconstruct(tok: VideoTokenizer, clips: list[np.ndarray], device: str) -> list[np.ndarray]:
-    out = []
-    for i in range(0, len(clips), BATCH):
-        chunk = clips[i : i + BATCH]
-        x = torch.stack([frames_to_tensor(f) for f in chunk]).to(device)
-        cuda = torch.device(device).type == "cuda"
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            y = tok.decode(tok.encode(x)).float().cpu()
-        out += [tensor_to_frames(v)[: f.shape[0]] for v, f in zip(y, chunk)]
-    return out
 
 
 def main(argv=None) -> dict:
@@ -58,7 +47,12 @@ def main(argv=None) -> dict:
     names = args.tokenizers.split(",")
     report: dict = {"num_per_split": args.num, "first_seed": args.seed}
     t0 = time.time()
-    pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
+    # spawned, not forked: the parent holds the tokenizer (and a CUDA context, on a GPU), which a fork copies
+    pool = (
+        ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+        if args.workers > 1
+        else None
+    )
     judge = pool.map if pool else map
     try:
         for split in ("train", "heldout"):
@@ -66,7 +60,12 @@ def main(argv=None) -> dict:
             report[split] = {}
             for name in names:
                 tok = VideoTokenizer.from_pretrained(name, device=args.device)
-                recons = _reconstruct(tok, [c.frames for c in clips], args.device)
+                frames = [c.frames for c in clips]
+                recons = [
+                    r
+                    for i in range(0, len(frames), BATCH)
+                    for r in reconstruct_frames(tok, frames[i : i + BATCH])
+                ]
                 scores = list(judge(_judge, [(r, c.attributes) for r, c in zip(recons, clips)]))
                 keys = dict.fromkeys(k for s in scores for k in s)  # as judge_accuracy: over the clips
                 report[split][name] = {k: float(np.mean([s[k] for s in scores if k in s])) for k in keys}

@@ -100,18 +100,13 @@ def collect(
     (seed, split) clips; every tenth job is held back for validation (of each split when they alternate)."""
     run = None
     if tokenizer:
-        from videopoet.data.sample import frames_to_tensor, tensor_to_frames
+        from videopoet.eval.tokenizer import reconstruct_frames
         from videopoet.tokenizers.video import VideoTokenizer
 
         model = VideoTokenizer.from_pretrained(tokenizer, device=device)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
 
-        @torch.no_grad()
         def run(frames_list):
-            x = torch.stack([frames_to_tensor(f) for f in frames_list]).to(device)
-            with torch.autocast(device_type=x.device.type, dtype=dtype, enabled=dtype != torch.float32):
-                y = model.decode(model.encode(x)).float()
-            return [tensor_to_frames(v.cpu())[: f.shape[0]] for v, f in zip(y, frames_list)]
+            return reconstruct_frames(model, frames_list)
 
     parts = {v: {"train": [], "val": []} for v in VARIANTS}
 
