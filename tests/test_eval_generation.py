@@ -17,7 +17,6 @@ from videopoet.eval.generation import (
     event_sync,
     first_frame_psnr,
     masked_fidelity,
-    psnr,
     real_generate_fn,
     stylized_attributes,
     temporal_consistency,
@@ -25,6 +24,7 @@ from videopoet.eval.generation import (
     video_bounce_frames,
 )
 from videopoet.eval.judge import judge_clip, parse_caption
+from videopoet.eval.metrics import frames_psnr
 
 
 def test_psnr_masks_and_fidelity():
@@ -37,11 +37,11 @@ def test_psnr_masks_and_fidelity():
     fid = masked_fidelity(out, ref, mask)
     assert fid.outside_psnr == float("inf") and fid.inside_psnr < 10
     noisy = np.clip(ref.astype(int) + 10, 0, 255).astype(np.uint8)
-    mse = ((noisy.astype(float) - ref) ** 2).mean()
-    assert psnr(noisy, ref) == pytest.approx(10 * np.log10(255**2 / mse))
+    mse = ((noisy.astype(float) - ref) ** 2).mean(axis=(1, 2, 3))  # per frame
+    assert frames_psnr(noisy, ref) == pytest.approx(np.mean(10 * np.log10(255**2 / mse)))
     assert first_frame_psnr(out, ref[0]) < 20 and first_frame_psnr(ref, ref[0]) == float("inf")
     with pytest.raises(ValueError, match="shapes differ"):
-        psnr(ref, ref[:2])
+        frames_psnr(ref, ref[:2])
 
 
 def test_temporal_consistency_sees_flicker():

@@ -10,6 +10,7 @@ import pytest
 
 from videopoet.data import media
 from videopoet.data.media import MediaError, VideoData
+from videopoet.eval.metrics import frames_psnr
 
 av = pytest.importorskip("av")
 PIL = pytest.importorskip("PIL")
@@ -34,11 +35,6 @@ def tone(n: int, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray
     return (amp * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype(np.float32)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
 def test_mp4_round_trip_frames_and_audio(tmp_path):
     frames = smooth_pattern(17, 64, 96)
     audio = tone(34000, 16000)
@@ -48,7 +44,7 @@ def test_mp4_round_trip_frames_and_audio(tmp_path):
     assert data.frames.shape == frames.shape and data.frames.dtype == np.uint8
     assert data.fps == pytest.approx(8.0)
     np.testing.assert_allclose(data.times, np.arange(17) / 8, atol=1e-6)
-    assert psnr(data.frames, frames) > 30
+    assert frames_psnr(data.frames, frames) > 30
     # AAC is lossy but keeps the waveform; the encoder's padding must not come back.
     assert data.sample_rate == 16000 and data.audio.dtype == np.float32
     assert data.audio.shape == (34000,)
@@ -70,7 +66,7 @@ def test_mp4_without_audio_and_in_memory():
     assert data.audio is None and data.sample_rate == 0
     assert data.frames.shape == frames.shape
     assert data.fps == pytest.approx(12.5)
-    assert psnr(data.frames, frames) > 30
+    assert frames_psnr(data.frames, frames) > 30
     data2 = media.read_video(io.BytesIO(blob))
     np.testing.assert_array_equal(data2.frames, data.frames)
 
@@ -82,7 +78,7 @@ def test_odd_sizes_error_or_pad(tmp_path):
     media.write_mp4(tmp_path / "odd.mp4", frames, 8, pad_to_even=True)
     data = media.read_video(tmp_path / "odd.mp4")
     assert data.frames.shape == (3, 34, 40, 3)
-    assert psnr(data.frames[:, :33], frames) > 30
+    assert frames_psnr(data.frames[:, :33], frames) > 30
 
 
 @pytest.mark.parametrize(
@@ -117,7 +113,7 @@ def test_read_segment_aligns_frames_and_audio(tmp_path):
     media.write_mp4(path, frames, 8, audio, 16000)
     seg = media.read_video(path, start=1.0, duration=1.0)
     np.testing.assert_allclose(seg.times, 1.0 + np.arange(8) / 8, atol=1e-6)
-    assert psnr(seg.frames, frames[8:16]) > 30
+    assert frames_psnr(seg.frames, frames[8:16]) > 30
     assert seg.start == 1.0 and seg.audio.shape == (16000,)
     assert np.corrcoef(seg.audio, audio[16000:32000])[0, 1] > 0.9
     # One sample of misalignment would be visible against the true neighbour windows.
@@ -259,7 +255,7 @@ def test_gif_frames_and_timing(tmp_path):
         assert set(delays) <= {120, 130} and sum(delays[:8]) == 1000
         im.seek(4)
         # A 256-colour palette keeps smooth colours close.
-        assert psnr(np.asarray(im.convert("RGB")), frames[4]) > 25
+        assert frames_psnr(np.asarray(im.convert("RGB")), frames[4]) > 25
 
 
 def test_resize_center_crop_keeps_the_centre():

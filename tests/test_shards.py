@@ -16,16 +16,12 @@ from videopoet.data.datasets import collate_samples, open_dataset
 from videopoet.data.media import MediaError
 from videopoet.data.sample import Sample
 from videopoet.errors import UserError
+from videopoet.eval.metrics import frames_psnr
 
 pytest.importorskip("av")
 from videopoet.data.shards import ShardDataset, ShardWriter, find_shards, shard_key  # noqa: E402
 
 FMT = dict(frames=5, width=32, height=32)
-
-
-def psnr(a, b) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +64,7 @@ def test_write_then_read_back(shard_dir, samples):
         assert back.key == orig.key and back.caption == orig.caption
         assert back.meta == orig.meta  # attributes survive JSON exactly
         assert back.frames.shape == orig.frames.shape and back.frames.dtype == np.uint8
-        assert psnr(back.frames, orig.frames) > 38  # 4:4:4 H.264 keeps the sharp synthetic edges
+        assert frames_psnr(back.frames, orig.frames) > 38  # 4:4:4 H.264 keeps the sharp synthetic edges
         assert back.audio.shape == orig.audio.shape
         assert np.abs(back.audio - orig.audio).max() <= 0.5 / 32768 + 1e-6  # 16-bit WAV
         assert (back.fps, back.sample_rate, back.has_audio) == (8, 16000, True)

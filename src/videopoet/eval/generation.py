@@ -37,7 +37,7 @@ from videopoet.eval.judge import (
     judge_accuracy,
     judge_clip,
 )
-from videopoet.eval.metrics import frechet_distance
+from videopoet.eval.metrics import frames_psnr, frechet_distance
 
 TASKS = ("t2v", "i2v", "inpaint", "outpaint", "stylize", "v2a", "a2v")
 REAL_SEED_OFFSET = 1_000_000  # real reference clips for Fréchet distances use disjoint seeds
@@ -57,25 +57,9 @@ GenerateFn = Callable[[str, str, dict[str, Any]], GeneratedClip]
 
 
 # ================================================================ pure metrics
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR (dB) between uint8 images/videos, optionally only where ``mask`` (broadcast to H, W) is True."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    diff = (a - b) ** 2
-    if mask is not None:
-        m = np.broadcast_to(np.asarray(mask, bool)[..., None], diff.shape)
-        if not m.any():
-            return float("nan")
-        mse = float(diff[m].mean())
-    else:
-        mse = float(diff.mean())
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def first_frame_psnr(frames: np.ndarray, image: np.ndarray) -> float:
     """Image-to-video fidelity: PSNR of the generated frame 0 to the conditioning image."""
-    return psnr(np.asarray(frames)[0], image)
+    return frames_psnr(np.asarray(frames)[0], image)
 
 
 def central_mask(height: int, width: int, fraction: float = MASK_FRACTION) -> np.ndarray:
@@ -94,8 +78,11 @@ class MaskedFidelity:
 
 
 def masked_fidelity(frames: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> MaskedFidelity:
-    """In/outpainting fidelity: PSNR inside and outside a (H, W) mask, over all frames."""
-    return MaskedFidelity(psnr(frames, reference, mask), psnr(frames, reference, ~np.asarray(mask, bool)))
+    """In/outpainting fidelity: PSNR inside and outside a (H, W) mask (per frame, then the mean)."""
+    inside = np.asarray(mask, bool)
+    return MaskedFidelity(
+        frames_psnr(frames, reference, mask=inside), frames_psnr(frames, reference, mask=~inside)
+    )
 
 
 @dataclass
@@ -110,7 +97,7 @@ def temporal_consistency(frames: np.ndarray, result: JudgeResult | None = None) 
     f = np.asarray(frames, np.float64)
     if f.shape[0] < 2:
         return TemporalConsistency(float("nan"), 0.0, 1.0)
-    values = [psnr(f[t], f[t + 1]) for t in range(f.shape[0] - 1)]
+    values = [frames_psnr(f[t], f[t + 1]) for t in range(f.shape[0] - 1)]
     finite = [v for v in values if math.isfinite(v)]
     frame_psnr = float(np.mean(finite)) if finite else float("inf")
     means = f.reshape(f.shape[0], -1, 3).mean(1)

@@ -15,14 +15,40 @@ import numpy as np
 # and averaged over the frames of each clip, the usual convention for video codecs; both return (B,).
 
 
-def psnr(recon, target, *, data_range: float = 2.0):
-    """Per-clip mean over frames of 10·log10(range² / MSE_frame); identical frames count as 100 dB."""
+def psnr(recon, target, *, data_range: float = 2.0, mask=None, max_db: float | None = 100.0):
+    """Per-clip PSNR (dB) of videos (B, C, T, H, W) → float64 (B,): the mean over frames of
+    10·log10(range² / MSE_frame), the MSE taken over channels and pixels (only where ``mask``, bool (H, W),
+    is True). A frame with MSE 0 counts as ``max_db`` (+inf when None); an empty mask gives NaN."""
     import torch
 
     _check_pair(recon, target)
-    mse = (recon.double() - target.double()).pow(2).mean(dim=(1, 3, 4))  # (B, T)
+    diff2 = (recon.double() - target.double()).pow(2)
+    if mask is None:
+        mse = diff2.mean(dim=(1, 3, 4))  # (B, T)
+    else:
+        mse = diff2[..., torch.as_tensor(mask, dtype=torch.bool, device=diff2.device)].mean(dim=(1, 3))
+    if max_db is None:
+        return (10 * torch.log10(data_range**2 / mse)).mean(dim=1)
     value = 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
-    return value.clamp(max=100.0).mean(dim=1)
+    return value.clamp(max=max_db).mean(dim=1)
+
+
+def frames_psnr(recon, target, *, mask=None) -> float:
+    """``psnr`` of uint8 frames (T, H, W, 3) or one image (H, W, 3) (range 255, per frame, then the mean),
+    optionally only where ``mask`` (H, W) is True; identical frames give +inf, an empty mask NaN."""
+    import torch
+
+    a, b = np.asarray(recon), np.asarray(target)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim not in (3, 4) or a.shape[-1] != 3:
+        raise ValueError(f"expected frames (T, H, W, 3) or an image (H, W, 3), got shape {a.shape}")
+
+    def clip(x):  # (T, H, W, 3) or (H, W, 3) → (1, 3, T, H, W)
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+        return (x[None] if x.ndim == 3 else x).permute(3, 0, 1, 2)[None]
+
+    return float(psnr(clip(a), clip(b), data_range=255.0, mask=mask, max_db=None)[0])
 
 
 def _gaussian_window(size: int, sigma: float, device):
@@ -122,12 +148,14 @@ import torch  # noqa: E402
 from videopoet.dsp import MEL_LOG_EPS, MEL_SCALES, mel_spectrogram  # noqa: E402
 
 
-def si_snr(estimate, reference, *, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant signal-to-noise ratio in dB over the last axis: (..., N), (..., N) → (...).
+def si_snr(estimate, reference, *, eps: float = 1e-8, cap_db: float | None = None) -> torch.Tensor:
+    """Scale-invariant signal-to-noise ratio in dB over the last axis: (..., N), (..., N) → float64 (...).
 
     Both signals are made zero-mean; the estimate is split into its projection on the reference (target)
     and the rest (noise): 10·log10(‖target‖² / ‖noise‖²). Higher is better; a silent reference gives −inf
-    unless the estimate is silent too (then eps/eps → 0 dB).
+    unless the estimate is silent too (then eps/eps → 0 dB). ``cap_db`` (for a training loss) adds
+    10^(−cap/10)·‖target‖² to the noise energy, a soft cap that keeps nearly perfect examples from
+    dominating. Differentiable.
     """
     est = torch.as_tensor(estimate).double()
     ref = torch.as_tensor(reference).double()
@@ -138,7 +166,10 @@ def si_snr(estimate, reference, *, eps: float = 1e-8) -> torch.Tensor:
     scale = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
     target = scale * ref
     noise = est - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+    target_energy, noise_energy = target.pow(2).sum(-1), noise.pow(2).sum(-1)
+    if cap_db is not None:
+        noise_energy = noise_energy + 10 ** (-cap_db / 10) * target_energy
+    return 10 * torch.log10((target_energy + eps) / (noise_energy + eps))
 
 
 def multiscale_mel_distance(
@@ -162,26 +193,15 @@ def multiscale_mel_distance(
 
 
 def rvq_codebook_usage(codes, codebook_size: int) -> list[dict[str, float]]:
-    """Per RVQ level of codes (B, K, F): fraction of the codebook used, entropy (bits) and perplexity.
-
-    Entropy is that of the empirical code distribution (log2(codebook_size) bits when uniform).
-    """
+    """``codebook_usage`` of each RVQ level of codes (B, K, F), as dicts: usage (fraction of the codebook
+    used), entropy_bits, perplexity."""
     c = torch.as_tensor(codes)
     if c.ndim != 3 or c.is_floating_point():
         raise ValueError(f"codes must be integers shaped (B, levels, frames), got {c.dtype} {tuple(c.shape)}")
     out = []
     for k in range(c.shape[1]):
-        counts = torch.bincount(c[:, k].reshape(-1).long().cpu(), minlength=codebook_size).double()
-        p = counts / counts.sum().clamp_min(1)
-        nz = p[p > 0]
-        entropy = float(-(nz * nz.log2()).sum())
-        out.append(
-            {
-                "usage": float((counts > 0).sum()) / codebook_size,
-                "entropy_bits": entropy,
-                "perplexity": 2.0**entropy,
-            }
-        )
+        u = codebook_usage(c[:, k], codebook_size)
+        out.append({"usage": u.used_fraction, "entropy_bits": u.entropy_bits, "perplexity": u.perplexity})
     return out
 
 
