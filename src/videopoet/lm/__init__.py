@@ -1,0 +1,1 @@
+"""The multimodal prefix LM: vocabulary, task sequences and the transformer."""
