@@ -13,22 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from videopoet.errors import UserError
+from videopoet.outputs import atomic_write_text, check_output, existing_files, staged_files
+
+SHARD_PATTERN = "shard-*.tar"  # the shard names ShardWriter writes (its default prefix)
 
 
 def synth(args) -> int:
     from tqdm import tqdm
 
     from videopoet.data.datasets import ClipFormat, SyntheticDataset
-    from videopoet.data.shards import ShardWriter
 
     width, height = args.size
     try:
         fmt = ClipFormat(frames=args.frames, width=width, height=height)
     except ValueError as e:
         raise UserError(str(e)) from None
+    _check_shard_out(args)
     ds = SyntheticDataset(split=args.split, length=args.num, seed=args.seed, fmt=fmt)
     t0 = time.perf_counter()
-    with ShardWriter(args.out, shard_size=args.shard_size) as writer:
+    with _shard_writer(args) as writer:
         for i in tqdm(range(args.num), desc=f"synth {args.split}", unit="clip", disable=None):
             try:
                 sample = ds[i]
@@ -52,7 +55,6 @@ def pack(args) -> int:
     from tqdm import tqdm
 
     from videopoet.data.datasets import ClipFormat, VideoFolderDataset
-    from videopoet.data.shards import ShardWriter
 
     width, height = args.size
     try:
@@ -62,10 +64,11 @@ def pack(args) -> int:
     src = Path(args.path)
     if not src.is_dir():
         raise UserError(f"{src}: no such directory; pass a folder of videos")
+    _check_shard_out(args)
     ds = VideoFolderDataset(src, fmt=fmt, progress=True)
     failed = 0
     t0 = time.perf_counter()
-    with ShardWriter(args.out, shard_size=args.shard_size) as writer:
+    with _shard_writer(args) as writer:
         for i in tqdm(range(len(ds)), desc="pack", unit="clip", disable=None):
             sample = ds[i]  # None for a clip that fails to decode now (the reason is logged)
             if sample is None:
@@ -81,6 +84,30 @@ def pack(args) -> int:
     for path, reason in ds.skipped:
         print(f"  skipped {path}: {reason}")
     return 0
+
+
+def _check_shard_out(args) -> None:
+    """Before the work: --out must be a writable folder without shards of an earlier set (unless
+    --overwrite, which replaces only those shards once the new set is complete)."""
+    out = check_output(args.out, kind="dir")
+    old = existing_files(out, SHARD_PATTERN)
+    if old and not getattr(args, "overwrite", False):
+        raise UserError(
+            f"{out} already holds shards ({old[0].name}, ...); pass --overwrite to replace them "
+            "or write into an empty folder"
+        )
+
+
+@contextlib.contextmanager
+def _shard_writer(args):
+    """A ShardWriter into a staging folder of --out: the new shards replace an earlier set only when
+    complete (videopoet.outputs.staged_files)."""
+    from videopoet.data.shards import ShardWriter
+
+    with staged_files(args.out, SHARD_PATTERN, overwrite=getattr(args, "overwrite", False)) as stage:
+        with ShardWriter(stage, shard_size=args.shard_size) as writer:
+            yield writer
+    writer.shards = [Path(args.out) / p.name for p in writer.shards]
 
 
 @contextlib.contextmanager
@@ -149,6 +176,8 @@ def check_path(path: str | Path, *, frames: int = 17, progress: bool = False) ->
 
 
 def check(args) -> int:
+    if args.json_out:
+        check_output(args.json_out, kind="file", overwrite=getattr(args, "overwrite", False))
     report = check_path(args.path, frames=args.frames, progress=sys.stderr.isatty())
     if report["kind"] == "shards":
         head = f"{report['shards']} shard(s), {report['samples']} sample(s)"
@@ -161,7 +190,5 @@ def check(args) -> int:
     for item in report["skipped"]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json_out, json.dumps(report, indent=2) + "\n")
     return 0

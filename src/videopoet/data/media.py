@@ -6,8 +6,10 @@ Array conventions (the same as ``videopoet.data.sample.Sample``):
     audio   float32 (N,) mono in [-1, 1]
     times   float64 (T,) presentation time of each frame in seconds, 0 = the video stream's start
 
-av, pillow and scipy are imported inside the functions that need them, so this module can be imported
-(for ``MediaError`` and the numpy helpers) on machines that have none of them.
+av, pillow and scipy are imported (through ``videopoet.errors.require``) inside the functions that need
+them, so this module can be imported (for ``MediaError`` and the numpy helpers) on machines that have none
+of them; using a function whose package is missing is one line naming ``pip install 'videopoet[media]'``.
+Files written to a path appear atomically (``videopoet.outputs.atomic_path``).
 
 Every failure to read a file (missing, empty, not a video, truncated, undecodable) raises ``MediaError``
 with a one-line reason; PyAV's own exceptions never escape.
@@ -15,6 +17,7 @@ with a one-line reason; PyAV's own exceptions never escape.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -26,7 +29,8 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from videopoet.errors import UserError
+from videopoet.errors import UserError, require
+from videopoet.outputs import atomic_path, atomic_write_bytes
 
 PathOrFile = str | os.PathLike | BinaryIO
 Source = str | os.PathLike | bytes | BinaryIO
@@ -115,6 +119,16 @@ def _fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+@contextlib.contextmanager
+def _target(path: PathOrFile):
+    """What a writer writes to: a temporary sibling that replaces a path atomically, or the file object."""
+    if isinstance(path, str | os.PathLike):
+        with atomic_path(path) as tmp:
+            yield str(tmp)
+    else:
+        yield path
+
+
 # ---------------------------------------------------------------------------------------------- mp4 write
 def write_mp4(
     path: PathOrFile,
@@ -152,13 +166,8 @@ def write_mp4(
             )
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     if isinstance(path, str | os.PathLike):
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.mp4")
-        try:
+        with atomic_path(path) as tmp:
             _encode_mp4(str(tmp), frames, fps, audio, sample_rate, crf, pix_fmt, {"movflags": "+faststart"})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
     else:
         _encode_mp4(path, frames, fps, audio, sample_rate, crf, pix_fmt, {})
 
@@ -179,7 +188,7 @@ def encode_mp4(
 
 
 def _encode_mp4(target, frames, fps, audio, sample_rate, crf, pix_fmt, options) -> None:
-    import av
+    av = require("av")
 
     rate = _fraction(fps)
     _, h, w, _ = frames.shape
@@ -216,7 +225,7 @@ def _encode_mp4(target, frames, fps, audio, sample_rate, crf, pix_fmt, options) 
 # ---------------------------------------------------------------------------------------------- mp4 read
 def _open_input(src: Source):
     """Open ``src`` with PyAV, turning every failure into a one-line MediaError."""
-    import av
+    av = require("av")
 
     name = _name(src)
     if isinstance(src, str | os.PathLike):
@@ -268,9 +277,7 @@ def _header_duration(container, stream) -> float | None:
     if stream.duration is not None and stream.duration > 0 and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None and container.duration > 0:
-        import av
-
-        return container.duration / av.time_base
+        return container.duration / require("av").time_base
     return None
 
 
@@ -302,7 +309,7 @@ def read_video(
         raise ValueError(f"read_video({name}): start must be >= 0 seconds, got {start}")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise ValueError(f"read_video({name}): duration must be > 0 seconds, got {duration}")
-    import av
+    av = require("av")
 
     container = _open_input(src)
     try:
@@ -407,7 +414,7 @@ def probe_video(src: Source, *, verify: bool = True) -> VideoInfo:
     With ``verify`` the first frame and the last second are decoded too, so an undecodable or truncated
     file fails here (MediaError) rather than in the middle of training.
     """
-    import av
+    av = require("av")
 
     name = _name(src)
     data = None
@@ -462,11 +469,11 @@ def write_gif(path: PathOrFile, frames: np.ndarray, fps: float, *, loop: bool = 
     _check_frames(frames, what)
     _check_rate(fps, what, "fps")
     try:
-        from PIL import Image
+        Image = require("PIL.Image")
     except ImportError:  # training machines often lack pillow: a plain, larger GIF instead
         data = gif_bytes_basic(frames, fps)
         if isinstance(path, str | os.PathLike):
-            Path(path).write_bytes(data)
+            atomic_write_bytes(path, data)
         else:
             path.write(data)
         return
@@ -475,16 +482,16 @@ def write_gif(path: PathOrFile, frames: np.ndarray, fps: float, *, loop: bool = 
     ends_cs = np.round(np.arange(1, len(frames) + 1) * 100.0 / fps).astype(int)
     delays_ms = (np.diff(ends_cs, prepend=0) * 10).tolist()
     kwargs = {"loop": 0} if loop else {}
-    target = str(path) if isinstance(path, str | os.PathLike) else path
-    images[0].save(
-        target,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=delays_ms,
-        disposal=1,
-        **kwargs,
-    )
+    with _target(path) as target:
+        images[0].save(
+            target,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=delays_ms,
+            disposal=1,
+            **kwargs,
+        )
 
 
 def gif_bytes_basic(frames: np.ndarray, fps: float) -> bytes:
@@ -540,17 +547,15 @@ def write_wav(path: PathOrFile, audio: np.ndarray, sample_rate: int, *, dtype: s
         data = audio
     else:
         raise ValueError(f"{what}: dtype must be one of {WAV_DTYPES}, got {dtype!r}")
-    target = str(path) if isinstance(path, str | os.PathLike) else path
-    if dtype == "int16":  # the standard library writes PCM: no scipy needed on training machines
-        with wave.open(target, "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(sample_rate)
-            f.writeframes(data.astype("<i2").tobytes())
-        return
-    from scipy.io import wavfile
-
-    wavfile.write(target, sample_rate, data)
+    with _target(path) as target:
+        if dtype == "int16":  # the standard library writes PCM: no scipy needed on training machines
+            with wave.open(target, "wb") as f:
+                f.setnchannels(1)
+                f.setsampwidth(2)
+                f.setframerate(sample_rate)
+                f.writeframes(data.astype("<i2").tobytes())
+        else:
+            require("scipy.io.wavfile").write(target, sample_rate, data)
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int, *, dtype: str = "int16") -> bytes:
@@ -561,7 +566,7 @@ def encode_wav(audio: np.ndarray, sample_rate: int, *, dtype: str = "int16") -> 
 
 def read_wav(src: Source) -> AudioData:
     """Any PCM/float WAV → float32 mono in [-1, 1] (channels averaged)."""
-    from scipy.io import wavfile
+    wavfile = require("scipy.io.wavfile")
 
     name = _name(src)
     if isinstance(src, str | os.PathLike):
@@ -602,8 +607,7 @@ def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarra
     audio = np.asarray(audio, dtype=np.float32)
     if from_rate == to_rate or audio.size == 0:
         return audio.copy()
-    from scipy.signal import resample_poly
-
+    resample_poly = require("scipy.signal").resample_poly
     g = math.gcd(int(from_rate), int(to_rate))
     return resample_poly(audio, int(to_rate) // g, int(from_rate) // g).astype(np.float32)
 
@@ -619,8 +623,7 @@ def resize_center_crop(frames: np.ndarray, width: int, height: int) -> np.ndarra
     _, h, w, _ = frames.shape
     if (w, h) == (width, height):
         return frames
-    from PIL import Image
-
+    Image = require("PIL.Image")
     target_aspect = width / height
     if w / h > target_aspect:  # too wide: keep full height, crop the sides
         cw = h * target_aspect

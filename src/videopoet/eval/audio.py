@@ -301,9 +301,19 @@ def evaluate(
 def main(args) -> int:
     from videopoet.data.datasets import open_dataset
     from videopoet.device import pick_device
-    from videopoet.eval.report import write_report
+    from videopoet.eval.report import check_report, write_report
     from videopoet.tokenizers.audio import AudioTokenizer
 
+    out = Path(args.out)
+    wav_dir = out.parent / f"{out.name}_samples"
+    wavs = [
+        wav_dir / f"clip{i}_{kind}.wav"
+        for i in range(NUM_WAV_EXAMPLES)
+        for kind in ("original", "reconstruction")
+    ]
+    check_report(
+        out, [out.parent / f"{out.name}_bands.png", *wavs], overwrite=getattr(args, "overwrite", False)
+    )
     device = pick_device(args.device)
     if not Path(args.model).is_dir():
         raise UserError(f"--model {args.model}: not a directory (expected config.json + model.safetensors)")
@@ -315,8 +325,6 @@ def main(args) -> int:
         height=PICTURE_SIZE,
         sample_rate=model.config.sample_rate,
     )
-    out = Path(args.out)
-    wav_dir = out.parent / f"{out.name}_samples"
     metrics = evaluate(
         model, ds, num=args.num, batch_size=args.batch_size, device=device, progress=True, wav_dir=wav_dir
     )

@@ -405,9 +405,15 @@ def evaluate(
 
 # ================================================================ command line
 def main(args) -> int:
-    from videopoet.eval.report import bar_chart, sample_grid, write_report
+    from videopoet.eval.report import bar_chart, check_report, sample_grid, write_report
+    from videopoet.outputs import check_output
 
-    out_dir = Path(args.out)
+    out_dir = check_output(Path(args.out), kind="dir")
+    pictures = [out_dir / f"{t}_samples.gif" for t in TASKS] + [
+        out_dir / "t2v_attributes.png",
+        out_dir / "stylize.png",
+    ]
+    check_report(out_dir / "generation", pictures, overwrite=getattr(args, "overwrite", False))
     if args.real:
         generate_fn, source = real_generate_fn, "real (world renderings: the ceiling)"
     else:

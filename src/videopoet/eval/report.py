@@ -12,6 +12,8 @@ import numpy as np
 
 from videopoet.data.media import write_gif, write_mp4
 from videopoet.data.sample import tensor_to_frames
+from videopoet.errors import require
+from videopoet.outputs import atomic_path, atomic_write_text, check_outputs
 
 log = logging.getLogger("videopoet.eval.report")
 
@@ -39,6 +41,15 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def check_report(out_prefix: str | Path, extra: list[str | Path] = (), *, overwrite: bool = False) -> None:
+    """Before an evaluation runs: ``OUT.json``, ``OUT.md`` and the ``extra`` files it will write must be
+    writable and, unless ``overwrite``, not exist yet (videopoet.outputs.check_outputs)."""
+    out_prefix = Path(out_prefix)
+    check_outputs(
+        [out_prefix.with_suffix(".json"), out_prefix.with_suffix(".md"), *extra], overwrite=overwrite
+    )
+
+
 def write_report(
     out_prefix: str | Path,
     title: str,
@@ -52,10 +63,9 @@ def write_report(
     ``images`` are (caption, path) pairs; paths are written relative to the Markdown file.
     """
     out_prefix = Path(out_prefix)
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path = out_prefix.with_suffix(".json")
     md_path = out_prefix.with_suffix(".md")
-    json_path.write_text(json.dumps(_clean(metrics), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(_clean(metrics), indent=2) + "\n")
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     for key, value in _flatten(metrics):
         if isinstance(value, int | float | str | bool):
@@ -70,7 +80,7 @@ def write_report(
         except ValueError:
             pass
         lines += ["", f"**{caption}**", "", f"![{caption}]({rel.as_posix()})"]
-    md_path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
 
 
@@ -88,9 +98,7 @@ _BAR_COLORS = ((66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171
 
 
 def _font():
-    from PIL import ImageFont
-
-    return ImageFont.load_default()
+    return require("PIL.ImageFont").load_default()
 
 
 def bar_chart(
@@ -103,10 +111,8 @@ def bar_chart(
 ) -> Path:
     """Grouped bar chart PNG: ``series`` maps a legend name to {category: value} (e.g. per-attribute
     accuracy of several runs). Values are printed on the bars; missing categories are left empty."""
-    from PIL import Image, ImageDraw
-
+    Image, ImageDraw = require("PIL.Image"), require("PIL.ImageDraw")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cats: list[str] = []
     for values in series.values():
         cats += [c for c in values if c not in cats]
@@ -148,8 +154,7 @@ def bar_chart(
             draw.text((lx + 14, h - 18), name[:20], fill="black", font=font)
     for ci, cat in enumerate(cats):
         draw.text((left + ci * group_w + 2, top_pad + plot_h + 4), cat[:14], fill="black", font=font)
-    img.save(path)
-    return path
+    return _save_image(img, path)
 
 
 def sample_grid(
@@ -157,11 +162,8 @@ def sample_grid(
 ) -> Path:
     """Write clips (uint8 (T, H, W, 3) each) side by side as an animated GIF (``.gif``) or, for ``.png``,
     a still grid with one row per clip showing its first, middle and last frames."""
-    import numpy as np
-    from PIL import Image
-
+    Image = require("PIL.Image")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not clips:
         raise ValueError("sample_grid needs at least one clip")
     clips = [np.asarray(c) for c in clips]
@@ -185,8 +187,7 @@ def sample_grid(
         img = Image.fromarray(canvas)
         if scale > 1:
             img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-        img.save(path)
-        return path
+        return _save_image(img, path)
     cols = columns or min(len(clips), 4)
     rows_n = math.ceil(len(clips) / cols)
     frames_n = max(c.shape[0] for c in clips)
@@ -203,7 +204,8 @@ def sample_grid(
         if scale > 1:
             img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
         images.append(img)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
     return path
 
 
@@ -240,7 +242,6 @@ def plot_loss_curves(
     if not curves:
         raise ValueError(f"{metrics_jsonl}: none of {keys} has numeric values")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import matplotlib
 
@@ -257,13 +258,14 @@ def plot_loss_curves(
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
 
 def _pillow_lines(path: Path, curves: dict[str, list[tuple[float, float]]], title: str, size) -> Path:
-    from PIL import Image, ImageDraw
+    Image, ImageDraw = require("PIL.Image"), require("PIL.ImageDraw")
 
     w, h = size
     left, right, top_pad, bottom = 56, 16, 36, 40
@@ -297,7 +299,13 @@ def _pillow_lines(path: Path, curves: dict[str, list[tuple[float, float]]], titl
                 [px(pts[0][0]) - 2, py(pts[0][1]) - 2, px(pts[0][0]) + 2, py(pts[0][1]) + 2], fill=color
             )
         draw.text((left + i * 150, h - 16), k[:22], fill=color, font=font)
-    img.save(path)
+    return _save_image(img, path)
+
+
+def _save_image(img, path: Path) -> Path:
+    """A pillow image to ``path`` atomically (format from the suffix, which the temporary name keeps)."""
+    with atomic_path(path) as tmp:
+        img.save(tmp)
     return path
 
 
@@ -307,11 +315,10 @@ def write_preview(prefix: Path, original, recon, fps: float = 8.0) -> list[Path]
     top = np.concatenate([tensor_to_frames(v) for v in original], axis=2)  # (T, H, B·W, 3)
     bottom = np.concatenate([tensor_to_frames(v) for v in recon], axis=2)
     grid = np.concatenate([top, bottom], axis=1)  # (T, 2H, B·W, 3)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     written = [prefix.with_suffix(".gif")]
     write_gif(written[0], grid, fps)  # pillow when importable, else a plain built-in GIF
     try:
-        import av  # noqa: F401
+        require("av")
     except ImportError:
         return written
     try:

@@ -117,9 +117,12 @@ def main(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     from videopoet.data.datasets import open_dataset
     from videopoet.device import pick_device
-    from videopoet.eval.report import write_report
+    from videopoet.eval.report import check_report, write_report
     from videopoet.tokenizers.video import VideoTokenizer
 
+    preview = Path(args.out).with_name(Path(args.out).name + "_recon")
+    extra = [preview.with_suffix(".gif"), preview.with_suffix(".mp4")]
+    check_report(args.out, extra, overwrite=getattr(args, "overwrite", False))
     device = pick_device(args.device)
     model = VideoTokenizer.from_pretrained(args.model, device=device)
     frames = getattr(args, "frames", 17)
