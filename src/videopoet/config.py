@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,27 +30,135 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys are an error (typos must not pass silently)."""
+    """Build dataclass ``cls`` from ``data``: unknown and renamed keys and values of the wrong type are a
+    ConfigError naming the key (typos must not pass silently; a value is checked against its annotation)."""
+    kwargs = check_dict(cls, data, where=where)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:  # a required field left out, or the config's own checks
+        raise ConfigError(f"{where or cls.__name__}: {_one_line(e)}") from None
+
+
+def check_dict(cls: type, data: Any, *, where: str = "", build: bool = True) -> dict[str, Any]:
+    """The keyword arguments ``from_dict`` passes to ``cls``: every key a field of ``cls`` and every value
+    checked (and converted: lists → tuples, ints → floats) against the field's annotation. Nested tables
+    become nested dataclasses when ``build``, else stay checked dicts (so one override is checked alone,
+    without the configs' own cross-field checks seeing a half-made config)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a table, got {type(data).__name__}")
+        raise ConfigError(f"{where or cls.__name__}: expected a table, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    renamed = getattr(cls, "RENAMED", {})
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields and key in renamed:
+            raise ConfigError(_renamed_message(f"{prefix}{key}", prefix, renamed[key]))
+    unknown = sorted(set(data) - fields)
     if unknown:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
         )
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        key = f"{where}.{name}" if where else name
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            kwargs[name] = from_dict(hint, value, where=key)
-        elif (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+    return {name: _check_value(hints[name], value, f"{prefix}{name}", build) for name, value in data.items()}
+
+
+def _renamed_message(old: str, prefix: str, new: str) -> str:
+    """RENAMED maps an old key to its new dotted key, or to a note: "(why it is gone)" or "what replaced
+    it"."""
+    if all(part.isidentifier() for part in new.split(".")):
+        return f'"{old}" was renamed to "{prefix}{new}"'
+    if new.startswith("("):
+        return f'"{old}" was removed {new}'
+    return f'"{old}" was replaced by {new}'
+
+
+def _check_value(hint: Any, value: Any, key: str, build: bool = True) -> Any:
+    """``value`` as a ``hint``-typed field wants it, or ConfigError naming the key, the type and the value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return (
+                from_dict(hint, value, where=key)
+                if build
+                else check_dict(hint, value, where=key, build=False)
+            )
+    elif origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                return _check_value(arm, value, key, build)
+            except ConfigError:
+                continue
+        if type(None) in args and isinstance(value, str) and value.lower() in ("none", "null"):
+            return None  # TOML has no null: `--set limit=none` clears an optional field
+    elif origin is typing.Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+    elif hint is tuple or origin is tuple:
+        if isinstance(value, list | tuple):
+            return _check_tuple(args, value, key, hint, build)
+    elif hint is list or origin is list:
+        if isinstance(value, list | tuple):
+            return (
+                [_check_value(args[0], v, f"{key}[{i}]", build) for i, v in enumerate(value)]
+                if args
+                else list(value)
+            )
+    elif hint is dict or origin is dict:
+        if isinstance(value, dict):
+            k_hint, v_hint = args or (Any, Any)
+            return {
+                _check_value(k_hint, k, key): _check_value(v_hint, v, f"{key}.{k}", build)
+                for k, v in value.items()
+            }
+    elif _fits_scalar(hint, value):
+        return float(value) if hint is float else value
+    raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_shown(value)}")
+
+
+def _fits_scalar(hint: Any, value: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this checker does not know (a TypeVar, a Protocol, ...): let it through
+
+
+def _check_tuple(args: tuple, value: list | tuple, key: str, hint: Any, build: bool) -> tuple:
+    if not args:  # bare `tuple`
+        return tuple(value)
+    if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+        return tuple(_check_value(args[0], v, f"{key}[{i}]", build) for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{key}: expected {_type_name(hint)} ({len(args)} values), got {_shown(value)}")
+    return tuple(_check_value(a, v, f"{key}[{i}]", build) for i, (a, v) in enumerate(zip(args, value)))
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return "a table" if dataclasses.is_dataclass(hint) else hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def read_component(directory: str | Path, *, model_type: str, what: str) -> tuple[dict[str, Any], Path]:
@@ -80,11 +189,16 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Return a copy of nested dict ``data`` with each ``key.path=value`` override set."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str] | None, cls: type | None = None
+) -> dict[str, Any]:
+    """Return a copy of nested dict ``data`` with each ``key.path=value`` override set. With ``cls`` each
+    override is checked alone first (renamed or unknown key, wrong type → ConfigError naming the --set)."""
     out = _deepcopy_dict(data)
     for item in overrides or []:
         path, value = parse_override(item)
+        if cls is not None:
+            value = _checked_override(cls, item, path, value)
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -92,6 +206,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
                 raise ConfigError(f"--set {item!r}: {part!r} is not a table")
         node[path[-1]] = value
     return out
+
+
+def _checked_override(cls: type, item: str, path: list[str], value: Any) -> Any:
+    try:
+        check_dict(cls, _nest(path, value), build=False)
+        return value
+    except ConfigError as e:
+        error = e
+    raw = item.split("=", 1)[1]
+    if not isinstance(value, str):  # `--set out_dir=2024`: a str field takes the text as written
+        try:
+            check_dict(cls, _nest(path, raw), build=False)
+            return raw
+        except ConfigError:
+            pass
+    raise ConfigError(f"--set {item}: {error}") from None
+
+
+def _nest(path: list[str], value: Any) -> dict[str, Any]:
+    for part in reversed(path):
+        value = {part: value}
+    return value
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -108,7 +244,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """TOML file (optional) + overrides → dataclass ``cls``."""
     data = load_toml(path) if path is not None else {}
-    return from_dict(cls, apply_overrides(data, overrides))
+    if path is not None:
+        try:
+            check_dict(cls, data, build=False)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    return from_dict(cls, apply_overrides(data, overrides, cls))
 
 
 def replace(cfg: T, **changes: Any) -> T:
