@@ -2,14 +2,35 @@
 
 Every sub-command is declared here (so ``videopoet --help`` is fast and complete) and dispatched to a
 ``main(args)`` function in the module that owns the work; heavy imports happen only after dispatch.
-Errors meant for the user (bad paths, bad configs, bad arguments) print one line and exit with 2.
+Errors meant for the user (bad paths, bad configs, bad arguments, OSError about a file, ValueError from
+model code's input checks) print one line and exit with 2; set VIDEOPOET_TRACEBACK=1 to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Upper bounds on sizes and counts: generous, but refused before any memory is allocated (a typo such as
+# --num 10000000000 or --size 128000x128 is one line, not a frozen machine).
+MAX_SIDE = 2048  # --size: pixels per side
+MAX_FRAMES = 1025  # --frames: frames per clip (1 + 4 * 256)
+MAX_CLIP_PIXELS = 2**28  # frames * width * height of one clip (~0.8 GB of uint8 RGB; 1025 frames at 512x512)
+MAX_DEMO_CLIPS = 10_000  # videopoet demo --num
+MAX_DATA_CLIPS = 10_000_000  # videopoet data synth --num
+MAX_EVAL_CLIPS = 1_000_000  # videopoet eval ... --num
+MAX_BATCH = 1024  # --batch-size
+MAX_SHARD_CLIPS = 100_000  # --shard-size: clips per tar shard
+MAX_SEED = 2**63 - 1  # the synthetic world's seeds are in [0, 2**63)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr (no usage block) and exit status 2, like every user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -19,17 +40,48 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 128x128") from None
     if w <= 0 or h <= 0 or w % 8 or h % 8:
         raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be positive multiples of 8")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size {text!r}: width and height are at most {MAX_SIDE}")
     return w, h
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
+def _int_in(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high], else a one-line error naming the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            must = "a positive integer" if low == 1 else f"at least {low:,}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {must}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large: at most {high:,} {what}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_seed = _int_in(0, MAX_SEED, "")
+_frames = _int_in(1, MAX_FRAMES, "frames per clip")
+_batch = _int_in(1, MAX_BATCH, "clips per batch")
+
+
+def _check_clip_budget(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    frames, size = getattr(args, "frames", None), getattr(args, "size", None)
+    if frames and size and frames * size[0] * size[1] > MAX_CLIP_PIXELS:
+        parser.exit(
+            2,
+            f"videopoet: error: --frames {frames} at --size {size[0]}x{size[1]} is "
+            f"{frames * size[0] * size[1]:,} pixels per clip; at most {MAX_CLIP_PIXELS:,} "
+            "(fewer frames or a smaller size)\n",
+        )
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused without this flag)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -42,49 +94,83 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help="override a config value, e.g. --set lr=3e-4 --set model.preset=debug (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a folder that holds a run: its checkpoints, final/ and metrics are replaced",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="videopoet", description="VideoPoet: tokenizers, LM, training, eval."
-    )
+    parser = OneLineParser(prog="videopoet", description="VideoPoet: tokenizers, LM, training, eval.")
     parser.add_argument("--version", action="version", version=_version())
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(top)
+    _add_data(top)
+    _add_train(top)
+    _add_eval(top)
+    return parser
 
-    # ------------------------------------------------------------------ demo (the Quickstart's main job)
+
+def _add_demo(top) -> None:
     p = top.add_parser("demo", help="render a few clips with sound to mp4 (runs offline on a CPU)")
     p.add_argument("--out", default="demo", help="output directory (default: ./demo)")
-    p.add_argument("--num", type=_positive_int, default=3, help="number of clips")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--num",
+        type=_int_in(1, MAX_DEMO_CLIPS, "demo clips"),
+        default=3,
+        help=f"number of clips (at most {MAX_DEMO_CLIPS:,})",
+    )
+    p.add_argument("--seed", type=_seed, default=0)
+    _add_overwrite(p, "clips of the same seeds already in --out")
     p.set_defaults(handler="videopoet.demo:main")
 
-    # ------------------------------------------------------------------ data
+
+def _add_clip_format(p: argparse.ArgumentParser, frames_help: str) -> None:
+    p.add_argument(
+        "--size", type=_size, default=(128, 128), help=f"WIDTHxHEIGHT, multiples of 8, at most {MAX_SIDE}"
+    )
+    p.add_argument("--frames", type=_frames, default=17, help=f"{frames_help}; at most {MAX_FRAMES}")
+
+
+def _add_data(top) -> None:
     data = top.add_parser("data", help="make and inspect datasets").add_subparsers(
         dest="data_command", metavar="SUBCOMMAND", required=True
     )
+    shard_size = _int_in(1, MAX_SHARD_CLIPS, "clips per shard")
+    shard_help = f"clips per tar shard (at most {MAX_SHARD_CLIPS:,})"
     p = data.add_parser("synth", help="render synthetic-world clips into tar shards")
     p.add_argument("--out", required=True, help="output directory for shards")
-    p.add_argument("--num", type=_positive_int, required=True, help="number of clips")
-    p.add_argument("--seed", type=int, default=0, help="first seed; clip i uses seed + i")
+    p.add_argument(
+        "--num",
+        type=_int_in(1, MAX_DATA_CLIPS, "clips"),
+        required=True,
+        help=f"number of clips (at most {MAX_DATA_CLIPS:,})",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="first seed; clip i uses seed + i")
     p.add_argument("--split", choices=["train", "heldout"], default="train")
-    p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
-    p.add_argument("--frames", type=_positive_int, default=17, help="frames per clip (1, 17 or 41)")
-    p.add_argument("--shard-size", type=_positive_int, default=256, help="clips per tar shard")
+    _add_clip_format(p, "frames per clip (1, 17 or 41)")
+    p.add_argument("--shard-size", type=shard_size, default=256, help=shard_help)
+    _add_overwrite(p, "the shards already in --out (other files there are left alone)")
     p.set_defaults(handler="videopoet.data.commands:synth")
     p = data.add_parser("pack", help="conform a folder of real videos into tar shards (for training)")
     p.add_argument("path", help="a folder of videos (captions from sidecar .txt or manifest.jsonl/.csv)")
     p.add_argument("--out", required=True, help="output directory for shards")
-    p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
-    p.add_argument("--frames", type=_positive_int, default=17, help="frames per clip (17 or 41)")
-    p.add_argument("--shard-size", type=_positive_int, default=256, help="clips per tar shard")
+    _add_clip_format(p, "frames per clip (17 or 41)")
+    p.add_argument("--shard-size", type=shard_size, default=256, help=shard_help)
+    _add_overwrite(p, "the shards already in --out (other files there are left alone)")
     p.set_defaults(handler="videopoet.data.commands:pack")
     p = data.add_parser("check", help="scan a video folder or shard set; report usable clips and bad files")
     p.add_argument("path", help="a folder of videos or of tar shards")
     p.add_argument("--json", dest="json_out", help="also write the report as JSON here")
-    p.add_argument("--frames", type=_positive_int, default=17, help="clip length the scan checks for")
+    p.add_argument(
+        "--frames", type=_frames, default=17, help=f"clip length the scan checks for (at most {MAX_FRAMES})"
+    )
+    _add_overwrite(p, "an existing --json file")
     p.set_defaults(handler="videopoet.data.commands:check")
 
-    # ------------------------------------------------------------------ train
+
+def _add_train(top) -> None:
     train = top.add_parser("train", help="train a component").add_subparsers(
         dest="train_command", metavar="COMPONENT", required=True
     )
@@ -95,38 +181,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.set_defaults(handler="videopoet.train.audio_tokenizer:main")
 
-    # ------------------------------------------------------------------ eval
+
+def _add_eval_common(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    p.add_argument(
+        "--num",
+        type=_int_in(1, MAX_EVAL_CLIPS, "clips"),
+        default=64,
+        help=f"number of clips to evaluate (at most {MAX_EVAL_CLIPS:,})",
+    )
+    if batch:
+        p.add_argument("--batch-size", type=_batch, default=8, help=f"clips per batch (at most {MAX_BATCH})")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _add_eval(top) -> None:
     ev = top.add_parser("eval", help="measure a component").add_subparsers(
         dest="eval_command", metavar="WHAT", required=True
     )
     p = ev.add_parser("tokenizer", help="video tokenizer: PSNR, SSIM, codebook usage")
     p.add_argument("--model", required=True, help="directory with config.json + model.safetensors")
     p.add_argument("--data", required=True, help="shards/video folder, or synthetic:heldout[:N]")
-    p.add_argument("--num", type=_positive_int, default=64, help="number of clips to evaluate")
-    p.add_argument("--batch-size", type=_positive_int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--frames", type=_positive_int, default=17, help="frames per clip (1 + 4k)")
-    p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
+    _add_eval_common(p)
+    _add_clip_format(p, "frames per clip (1 + 4k)")
     p.add_argument("--out", default="eval_tokenizer", help="output prefix: writes OUT.json and OUT.md")
+    _add_overwrite(p, "an earlier report with the same --out")
     p.set_defaults(handler="videopoet.eval.tokenizer:main")
     p = ev.add_parser("audio", help="audio codec: SI-SNR, mel distance, codebook usage, bitrate")
     p.add_argument("--model", required=True, help="directory with config.json + model.safetensors")
     p.add_argument("--data", required=True, help="shards/video folder, or synthetic:heldout[:N]")
-    p.add_argument("--num", type=_positive_int, default=64, help="number of clips to evaluate")
-    p.add_argument("--batch-size", type=_positive_int, default=8)
-    p.add_argument("--device", default="auto")
+    _add_eval_common(p)
     p.add_argument("--out", default="eval_audio", help="output prefix: writes OUT.json and OUT.md")
+    _add_overwrite(p, "an earlier report with the same --out")
     p.set_defaults(handler="videopoet.eval.audio:main")
     p = ev.add_parser("generation", help="prompt following, Fréchet distances, task fidelity")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="pipeline directory to generate with")
     src.add_argument("--real", action="store_true", help="score the world's own renderings (the ceiling)")
-    p.add_argument("--num", type=_positive_int, default=64)
+    _add_eval_common(p, batch=False)
     p.add_argument("--split", choices=["train", "heldout"], default="heldout")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="eval_generation", help="output directory for JSON, Markdown, pictures")
+    _add_overwrite(p, "an earlier report in --out")
     p.set_defaults(handler="videopoet.eval.generation:main")
-    return parser
 
 
 def _version() -> str:
@@ -136,20 +232,46 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_clip_budget(parser, args)
     module_name, func_name = args.handler.split(":")
-    from videopoet.config import ConfigError
-    from videopoet.errors import UserError
-
     try:
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)
-    except (UserError, ConfigError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"videopoet: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("videopoet: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = _user_message(e)
+        if message is None or os.environ.get("VIDEOPOET_TRACEBACK"):
+            raise  # a programming error keeps its traceback
+        print(f"videopoet: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_message(e: Exception) -> str | None:
+    """The one line for an error meant for the user, or None for one that is not (a bug: traceback).
+
+    User errors are UserError / ConfigError, OSError about a path (permissions, read-only file system,
+    disk full, missing file, ...), and ValueError, which model code raises at its public entry points."""
+    from videopoet.errors import UserError
+
+    if isinstance(e, UserError | ValueError):
+        text = str(e)
+    elif isinstance(e, OSError):
+        text = _os_error_text(e)
+    else:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) or type(e).__name__
+
+
+def _os_error_text(e: OSError) -> str:
+    if not e.strerror:
+        return str(e) or type(e).__name__
+    names = [str(f) for f in (e.filename, e.filename2) if f is not None]
+    return f"{' -> '.join(names)}: {e.strerror}" if names else e.strerror
 
 
 if __name__ == "__main__":

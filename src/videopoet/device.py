@@ -10,14 +10,30 @@ import torch
 
 from videopoet.errors import UserError
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` → cuda when available, else cpu. An unavailable explicit device is a clear error."""
+    """``auto`` → cuda when available, else cpu. An unknown or unavailable device is a one-line UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available; use cpu (or auto) instead")
+    hint = "use auto, cpu, cuda or cuda:N"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"unknown device {name!r}; {hint}") from None
+    if dev.type not in DEVICE_TYPES:
+        raise UserError(f"device {name!r} is not supported here; {hint}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} requested but CUDA is not available; use cpu (or auto) instead")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise UserError(
+                f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} requested but MPS is not available; use cpu (or auto) instead")
     return dev
 
 
