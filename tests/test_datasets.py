@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -20,6 +21,7 @@ from videopoet.data.datasets import (
     collate_samples,
     open_dataset,
     read_manifest,
+    readable_items,
 )
 from videopoet.data.sample import Sample
 from videopoet.data.synthetic import render_clip
@@ -207,6 +209,28 @@ def test_collate_drops_bad_items_and_checks_shapes(video_folder):
     )
     with pytest.raises(ValueError, match="different shapes"):
         collate_samples([ds[0], other])
+
+
+def test_readable_items_skips_and_logs_each_unusable_item():
+    """Item 1 raises, item 2 is None, item 4 fails the caller's check; reading stops when the caller does."""
+    good = SyntheticDataset(length=8, fmt=ClipFormat(frames=1, width=16, height=16))
+    read = []
+
+    class Flaky:
+        def __getitem__(self, i):
+            read.append(i)
+            if i == 1:
+                raise OSError("disk on fire")
+            return None if i == 2 else good[i]
+
+    reasons = []
+    check = lambda s: "no thanks" if s.key.endswith("/4") else None
+    items = readable_items(Flaky(), range(8), log=reasons.append, check=check)
+    got = list(itertools.islice(items, 3))
+    assert [i for i, _ in got] == [0, 3, 5] and got[0][1].key == "synthetic/train/0"
+    unreadable = "item 2: unreadable (see the dataset's log)"
+    assert reasons == ["item 1: OSError: disk on fire", unreadable, "no thanks"]
+    assert read == [0, 1, 2, 3, 4, 5]  # lazy: nothing after the last item taken
 
 
 def test_dataloader_over_video_folder(video_folder):

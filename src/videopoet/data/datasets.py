@@ -3,7 +3,8 @@ and tar shards (``shards.py``), chosen by ``open_dataset(spec)``.
 
 Every dataset is map-style (``len``, ``ds[i]``). A sample that cannot be read is ``None`` (with a logged
 reason), never an exception, so one bad file never stops a training run; ``collate_samples`` drops the
-``None`` items of a batch.
+``None`` items of a batch, and ``readable_items`` is the one loop that reads items one by one and logs
+each it passes over with the reason.
 
 Shapes in a Batch:
     B batch, T frames, H W pixels, N audio samples (= round(T / fps * sample_rate))
@@ -17,6 +18,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -287,6 +289,34 @@ def _strip_name(message: str, path: Path) -> str:
     """MediaError messages start with the file name; a skip list already names the file."""
     prefix = f"{path}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+# ------------------------------------------------------------------------------------------- reading
+def readable_items(
+    dataset,
+    indices: Iterable[int],
+    *,
+    log: Callable[[str], None],
+    check: Callable[[Sample], str | None] | None = None,
+) -> Iterator[tuple[int, Sample]]:
+    """(i, dataset[i]) for each of ``indices`` whose item can be used; every other one is passed over and
+    ``log`` gets one line saying which and why: reading it raised (one broken file must never end a run),
+    it is None (the dataset logged the details), or ``check(sample)`` returned a reason. Lazy: stop early
+    and the items after are never read."""
+    for i in indices:
+        try:
+            sample = dataset[i]
+        except Exception as e:  # any reader failure is a skip with its reason
+            log(f"item {i}: {type(e).__name__}: {e}")
+            continue
+        if sample is None:
+            log(f"item {i}: unreadable (see the dataset's log)")
+            continue
+        reason = check(sample) if check is not None else None
+        if reason is not None:
+            log(reason)
+            continue
+        yield i, sample
 
 
 # ------------------------------------------------------------------------------------------- batches

@@ -27,6 +27,7 @@ alongside so the detector's verdict can be trusted.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -150,6 +151,7 @@ def evaluate(
     wav_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Encode/decode up to ``num`` clips with sound from ``dataset`` and measure them (see module doc)."""
+    from videopoet.data.datasets import readable_items
     from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
 
     device = torch.device(device)
@@ -217,26 +219,18 @@ def evaluate(
         if bar is not None:
             bar.update(len(batch))
 
-    count = 0
-    for i in range(len(dataset)):
-        if count >= num:
-            break
-        try:
-            sample = dataset[i]
-        except Exception as e:  # one broken file must not end the evaluation
-            skipped.append(f"item {i}: {type(e).__name__}: {e}")
-            continue
-        if sample is None:
-            skipped.append(f"item {i}: unreadable")
-            continue
+    def unusable(sample) -> str | None:
         if not sample.has_audio:
-            skipped.append(f"{sample.key}: no audio track")
-            continue
+            return f"{sample.key}: no audio track"
         if sample.sample_rate != sr:
             raise UserError(f"{sample.key}: audio at {sample.sample_rate} Hz; the codec expects {sr} Hz")
         if len(sample.audio) < model.hop:
-            skipped.append(f"{sample.key}: only {len(sample.audio)} samples")
-            continue
+            return f"{sample.key}: only {len(sample.audio)} samples"
+        return None
+
+    count = 0
+    usable = readable_items(dataset, range(len(dataset)), log=skipped.append, check=unusable)
+    for _, sample in itertools.islice(usable, max(num, 0)):  # stops before reading item num + 1
         pending.append(sample)
         count += 1
         if len(pending) == batch_size:

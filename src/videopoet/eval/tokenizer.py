@@ -47,6 +47,7 @@ def evaluate(
     progress: bool = False,
 ) -> tuple[dict[str, Any], torch.Tensor | None, torch.Tensor | None]:
     """→ (metrics, first originals, their reconstructions). Unreadable items are skipped and counted."""
+    from videopoet.data.datasets import readable_items
     from videopoet.data.sample import frames_to_tensor
     from videopoet.eval.metrics import CodebookCounter, bit_entropies, psnr, ssim
 
@@ -64,16 +65,8 @@ def evaluate(
         it = tqdm(it, desc="eval tokenizer", disable=not sys.stderr.isatty())
     t0 = time.time()
     for start in it:
-        vids = []
-        for i in range(start, min(n, start + batch_size)):
-            try:
-                sample = dataset[i]
-            except Exception as e:  # one broken file must not end the evaluation
-                skipped.append(f"item {i}: {type(e).__name__}: {e}")
-                continue
-            if sample is None:
-                skipped.append(f"item {i}: unreadable")
-                continue
+        vids, batch = [], range(start, min(n, start + batch_size))
+        for _, sample in readable_items(dataset, batch, log=skipped.append):
             vids.append(frames_to_tensor(sample.frames))
             keys.append(sample.key)
         if not vids:
