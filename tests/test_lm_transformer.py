@@ -193,9 +193,10 @@ def test_factorized_head_recomposes_visual_ids():
     logp = model(ids, prefix_len, text)  # (B, L, V): normalised log-probs
     assert logp.shape == (2, ids.shape[1], V.size)
     torch.testing.assert_close(logp.exp().sum(-1), torch.ones(logp.shape[:2]), atol=1e-5, rtol=0)
-    h = model.norm(model.tok_embeddings(ids))  # any hidden states will do for the composition
+    h = model.hidden_states(ids, prefix_len, text)  # (B, L, D)
     rest, high, low = (torch.log_softmax(t, -1) for t in head.factors(h))
     composed = head(h)
+    assert torch.equal(composed, logp)
     visual = composed[..., V.visual_range.start : V.visual_range.stop]
     expected = rest[..., -1:] + high[..., idx // n] + low[..., idx % n]
     torch.testing.assert_close(visual, expected, atol=1e-5, rtol=0)

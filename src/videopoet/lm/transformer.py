@@ -399,6 +399,11 @@ class PrefixLM(nn.Module):
         of these tokens; keys and values go into the caches (setup_caches) and every query attends over
         the cache (see the module docstring for the prefill / decode order).
         """
+        return self.output(self.hidden_states(ids, prefix_len, text, text_mask, input_pos=input_pos))
+
+    def hidden_states(self, ids, prefix_len, text=None, text_mask=None, *, input_pos=None) -> torch.Tensor:
+        """The normalised last hidden states (B, L, D) that ``self.output`` turns into logits (a loss on
+        the factorized head's ``factors`` needs them: its (B, L, V) log-probs are large at 2^18)."""
         if not torch.compiler.is_compiling():
             self._check_inputs(ids, prefix_len, text, text_mask, input_pos)
         x, ok = self._embed(ids, text, text_mask)  # (B, L, D), (B, L)
@@ -413,7 +418,7 @@ class PrefixLM(nn.Module):
         rope = rope_angles(q_pos, self.config.head_dim, self.config.rope_base)
         for layer in self.layers:
             x = layer(x, rope, mask, input_pos)
-        return self.output(self.norm(x))
+        return self.norm(x)
 
     def _embed(self, ids, text, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B, L) → input embeddings (B, L, D) with the projected text in the <text> slots, and
