@@ -38,8 +38,20 @@ from videopoet.eval.judge import (
     judge_clip,
 )
 from videopoet.eval.metrics import frames_psnr, frechet_distance
+from videopoet.lm.tasks import task as task_spec
 
-TASKS = ("t2v", "i2v", "inpaint", "outpaint", "stylize", "v2a", "a2v")
+# The registry's tasks (lm/tasks.py) this evaluation scores; metrics, sample grids and generate_fn calls
+# name them by their aliases ("t2v", "i2v", …).
+SCORED_TASKS = (
+    "text_to_video",
+    "image_to_video",
+    "inpainting",
+    "outpainting_central",
+    "stylization",
+    "video_to_audio",
+    "audio_to_video",
+)
+TASKS = tuple(task_spec(name).alias for name in SCORED_TASKS)
 REAL_SEED_OFFSET = 1_000_000  # real reference clips for Fréchet distances use disjoint seeds
 MASK_FRACTION = 0.5  # the central in/outpainting box covers this fraction of each side
 AUDIO_MEL_BANDS = 64  # log-mel bands of the audio feature
@@ -271,6 +283,20 @@ def model_generate_fn(model_dir: str, *, seed: int = 0) -> GenerateFn:
     return generate
 
 
+def scored_aliases(tasks) -> tuple[str, ...]:
+    """Task names or aliases → the aliases of the scored tasks (UserError for any other task)."""
+    out = []
+    for t in tasks:
+        try:
+            alias = task_spec(t).alias
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if alias not in TASKS:
+            raise UserError(f"task {t!r} is not scored by this evaluation; choose from {TASKS}")
+        out.append(alias)
+    return tuple(dict.fromkeys(out))
+
+
 def evaluate(
     generate_fn: GenerateFn,
     *,
@@ -287,9 +313,7 @@ def evaluate(
 
     if num < 2:
         raise UserError("--num must be at least 2 (Fréchet distances need two clips per side)")
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise UserError(f"unknown task(s) {unknown}; choose from {TASKS}")
+    tasks = scored_aliases(tasks)
     rng = np.random.default_rng(seed)
     t2v_results, t2v_attrs, gen_feats, real_feats = [], [], [], []
     temporal, i2v_psnr, i2v_results, i2v_attrs = [], [], [], []

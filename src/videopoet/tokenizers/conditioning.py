@@ -22,10 +22,13 @@ Stylization conditions (VideoPoet §3.4): optical flow (2 channels) and depth (1
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from videopoet.lm.tasks import task as task_spec
 
 OUTPAINT_MODES = ("central", "horizontal", "vertical")
 
@@ -97,17 +100,21 @@ def outpainting(video: torch.Tensor, mode: str = "central", fraction: float = 0.
 
 
 def commit_condition(video: torch.Tensor, task: str, **kwargs) -> Condition:
-    """Dispatch by task name: ``frame_prediction`` (given=…), ``inpainting``, ``outpainting_{mode}``."""
-    if task == "frame_prediction":
-        return frame_prediction(video, **kwargs)
-    if task == "inpainting":
-        return central_inpainting(video, **kwargs)
-    if task.startswith("outpainting_") and task.removeprefix("outpainting_") in OUTPAINT_MODES:
-        return outpainting(video, mode=task.removeprefix("outpainting_"), **kwargs)
-    raise ValueError(
-        f"unknown COMMIT task {task!r}; use frame_prediction, inpainting, "
-        + ", ".join(f"outpainting_{m}" for m in OUTPAINT_MODES)
-    )
+    """The COMMIT condition of a task of the registry (``lm/tasks.py``), by name or alias:
+    ``frame_prediction`` (given=…), ``inpainting``, ``outpainting_central|horizontal|vertical``."""
+    try:
+        padding = COMMIT_PADDINGS[task_spec(task).name]
+    except (ValueError, KeyError):
+        raise ValueError(f"unknown COMMIT task {task!r}; use one of {list(COMMIT_PADDINGS)}") from None
+    return padding(video, **kwargs)
+
+
+# Registry name (lm/tasks.py) → the padding its COMMIT condition uses.
+COMMIT_PADDINGS = {
+    "frame_prediction": frame_prediction,
+    "inpainting": central_inpainting,
+    **{f"outpainting_{mode}": functools.partial(outpainting, mode=mode) for mode in OUTPAINT_MODES},
+}
 
 
 def flow_depth_video(
