@@ -79,7 +79,7 @@ def test_save_load_identical_outputs(model, tmp_path):
     out = model.decode(codes, length=4000)
     model.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["model_type"] == "videopoet-audio-tokenizer" and cfg["strides"] == [2, 4, 5, 8]
+    assert cfg["model_type"] == "videopoet-audio-tokenizer" and cfg["config"]["strides"] == [2, 4, 5, 8]
     loaded = AudioTokenizer.from_pretrained(tmp_path / "m")
     assert torch.equal(loaded.encode(wave), codes)
     assert torch.equal(loaded.decode(codes, length=4000), out)

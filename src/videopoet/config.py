@@ -8,14 +8,11 @@ turns TOML files and ``--set key=value`` overrides into those dataclasses, with 
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
-
-from videopoet.errors import UserError
 
 T = TypeVar("T")
 
@@ -159,19 +156,6 @@ def _shown(value: Any) -> str:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
-
-
-def read_component(directory: str | Path, *, model_type: str, what: str) -> tuple[dict[str, Any], Path]:
-    """A ``save_pretrained`` directory → (its config.json as a dict, the path of its model.safetensors);
-    a missing file or another model type is a one-line UserError naming ``what`` the directory should be."""
-    directory = Path(directory)
-    cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise UserError(f"{directory} is not {what}: it needs config.json and model.safetensors")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("model_type") != model_type:
-        raise UserError(f"{cfg_path} describes {meta.get('model_type')!r}, not {what}")
-    return meta, weights
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -20,9 +20,8 @@ Weights: ``config.json`` + ``model.safetensors`` (bundled in ``pretrained/judge_
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videopoet.config import from_dict, read_component
+from videopoet.components import PRETRAINED_ROOT, load_component, save_component
 from videopoet.data.world import SHAPES
 
 MODEL_TYPE = "videopoet-judge-shapes"
@@ -61,12 +60,18 @@ class ShapeNetConfig:
 
 
 def bundled_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "pretrained" / "judge_shapes"
+    return PRETRAINED_ROOT / ShapeNet.BUNDLED
 
 
 class ShapeNet(nn.Module):
     """crops float (B, planes, S, S) in [0, 1] → (logits (B, K), trust (B,)); trust is 0 without the
     trust head."""
+
+    # the component format (videopoet.components)
+    MODEL_TYPE = MODEL_TYPE
+    CONFIG = ShapeNetConfig
+    BUNDLED = "judge_shapes"
+    DESCRIPTION = "a judge shape reader"
 
     def __init__(self, config: ShapeNetConfig):
         super().__init__()
@@ -86,27 +91,20 @@ class ShapeNet(nn.Module):
         trust = self.trust(x)[:, 0] if self.trust is not None else x.new_zeros(x.shape[0])
         return self.head(x), trust  # (B, K), (B,)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-        payload = {"model_type": MODEL_TYPE, **asdict(self.config)}
-        (directory / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
-        return directory
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the component directory (``videopoet.components``)."""
+        return save_component(self, directory, dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path | None = None) -> ShapeNet:
-        from safetensors.torch import load_file
-
-        directory = directory if directory is not None else bundled_path()
-        raw, weights = read_component(directory, model_type=MODEL_TYPE, what="a judge shape reader")
-        raw.pop("model_type")
-        model = cls(from_dict(ShapeNetConfig, raw, where=f"{directory}/config.json"))
-        model.load_state_dict(load_file(str(weights)))
-        return model.eval()
+    def from_pretrained(
+        cls,
+        directory: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> ShapeNet:
+        """Load a ``save_pretrained`` directory (None: the bundled reader), float32 unless ``dtype``."""
+        return load_component(cls, directory, device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,6 @@ Training-only parts (losses, discriminator) live in ``tokenizers/audio_losses.py
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from videopoet.config import from_dict, read_component
+from videopoet.components import PRETRAINED_ROOT, load_component, save_component
 from videopoet.dsp import band_edges, band_split
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import ResidualVQ
@@ -322,6 +321,14 @@ class AudioTokenizerOutput(NamedTuple):
 class AudioTokenizer(nn.Module):
     """SoundStream codec: ``encode(wave) → codes``, ``decode(codes) → wave``; ``forward`` = training pass."""
 
+    # the component format (videopoet.components)
+    MODEL_TYPE = MODEL_TYPE
+    CONFIG = AudioTokenizerConfig
+    BUNDLED = "audio_tokenizer"
+    DESCRIPTION = "an audio tokenizer"
+    # the RVQ codebooks' EMA statistics are training state: not shipped, rebuilt by ``_after_load``
+    UNSAVED_TENSORS = ("*.cluster_size", "*.embed_avg")
+
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__()
         self.config = config.validate()
@@ -399,26 +406,9 @@ class AudioTokenizer(nn.Module):
 
     # ------------------------------------------------------------------ weights
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (optionally cast to ``dtype``, e.g. float16).
-
-        The codebooks' EMA statistics (training state) are left out; the code vectors are kept.
-        """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for key, value in self.state_dict().items():
-            if key.endswith((".cluster_size", ".embed_avg")):
-                continue
-            value = value.detach().to("cpu")
-            if dtype is not None and value.is_floating_point():
-                value = value.to(dtype)
-            tensors[key] = value.contiguous()
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-        payload = {"model_type": MODEL_TYPE, **dataclasses.asdict(self.config)}
-        (directory / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
-        return directory
+        """Write the component directory (``videopoet.components``), optionally cast to ``dtype`` (e.g.
+        float16); the codebooks' EMA statistics (training state, ``UNSAVED_TENSORS``) are left out."""
+        return save_component(self, directory, dtype=dtype)
 
     @classmethod
     def from_pretrained(
@@ -426,33 +416,16 @@ class AudioTokenizer(nn.Module):
         directory: str | Path | None = None,
         *,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> AudioTokenizer:
-        """Load a ``save_pretrained`` directory (None: the bundled default codec), cast to ``dtype``."""
-        from safetensors.torch import load_file
+        """Load a ``save_pretrained`` directory (None: the bundled codec), float32 unless ``dtype``."""
+        return load_component(cls, directory, device=device, dtype=dtype)
 
-        if directory is None:
-            directory = bundled_path()
-            if not (directory / "model.safetensors").is_file():
-                raise UserError(
-                    "the bundled audio tokenizer weights are not part of this install; train one with "
-                    "`videopoet train audio-tokenizer --config configs/audio_tokenizer_tiny.toml` and pass "
-                    "its final/ directory"
-                )
-        raw, weights_path = read_component(directory, model_type=MODEL_TYPE, what="an audio tokenizer")
-        raw.pop("model_type")
-        model = cls(from_dict(AudioTokenizerConfig, raw, where=f"{directory}/config.json"))
-        state = load_file(str(weights_path))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        training_only = [k for k in missing if k.endswith((".cluster_size", ".embed_avg"))]
-        if unexpected or len(training_only) != len(missing):
-            raise UserError(
-                f"{weights_path} does not match its config: "
-                f"missing {sorted(set(missing) - set(training_only))}, unexpected {sorted(unexpected)}"
-            )
-        for level in model.quantizer.levels:  # fresh EMA statistics for fine-tuning
+    def _after_load(self) -> None:
+        """The file has no EMA statistics: give every code a fresh count, so that fine-tuning does not
+        restart codes at once (``EMACodebook.fresh_statistics``)."""
+        for level in self.quantizer.levels:
             level.fresh_statistics()
-        return model.to(device=device, dtype=dtype).eval()
 
     # ------------------------------------------------------------------ helpers
     def _dtype(self) -> torch.dtype:
@@ -491,4 +464,4 @@ class AudioTokenizer(nn.Module):
 
 def bundled_path() -> Path:
     """Where the bundled default (tiny) codec lives inside the package: config.json + model.safetensors."""
-    return Path(__file__).resolve().parent.parent / "pretrained" / "audio_tokenizer"
+    return PRETRAINED_ROOT / AudioTokenizer.BUNDLED

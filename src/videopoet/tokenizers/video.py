@@ -21,7 +21,6 @@ Weights ship as ``config.json`` + ``model.safetensors`` (``save_pretrained`` / `
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -29,10 +28,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from videopoet.config import from_dict, read_component, to_dict
+from videopoet.components import PRETRAINED_ROOT, load_component, save_component
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import LFQ
 
@@ -317,6 +315,12 @@ class TokenizerOutput(NamedTuple):
 class VideoTokenizer(nn.Module):
     """MAGVIT-v2 tokenizer: ``encode`` video → indices, ``decode`` indices → video."""
 
+    # the component format (videopoet.components)
+    MODEL_TYPE = MODEL_TYPE
+    CONFIG = VideoTokenizerConfig
+    BUNDLED = "video_tokenizer"
+    DESCRIPTION = "a video tokenizer"
+
     def __init__(self, config: VideoTokenizerConfig):
         super().__init__()
         self.config = config
@@ -338,35 +342,19 @@ class VideoTokenizer(nn.Module):
         return cls(dataclasses.replace(PRESETS[name], **overrides))
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (tensors cast to ``dtype`` when given)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {"model_type": MODEL_TYPE, "config": to_dict(self.config)}
-        (directory / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        state = {
-            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-            for k, v in self.state_dict().items()
-        }
-        save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-        return directory
+        """Write the component directory (``videopoet.components``); ``dtype`` e.g. float16 to ship."""
+        return save_component(self, directory, dtype=dtype)
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path | None = None, *, device: str | torch.device = "cpu"
+        cls,
+        directory: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
     ) -> VideoTokenizer:
-        """Load a ``save_pretrained`` directory (None = the bundled default) into an fp32 model."""
-        directory = Path(directory) if directory is not None else bundled_path()
-        meta, weights = read_component(
-            directory, model_type="videopoet-video-tokenizer", what="a video tokenizer"
-        )
-        model = cls(from_dict(VideoTokenizerConfig, meta["config"], where="video_tokenizer"))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise UserError(
-                f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
-            )
-        return model.to(device).eval()
+        """Load a ``save_pretrained`` directory (None = the bundled default), float32 unless ``dtype``."""
+        return load_component(cls, directory, device=device, dtype=dtype)
 
     # ---------------------------------------------------------------------------- shapes and checks
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -458,4 +446,4 @@ class VideoTokenizer(nn.Module):
 
 def bundled_path() -> Path:
     """Where the bundled default (tiny) tokenizer weights live inside the package."""
-    return Path(__file__).resolve().parent.parent / "pretrained" / "video_tokenizer"
+    return PRETRAINED_ROOT / VideoTokenizer.BUNDLED

@@ -1,0 +1,270 @@
+"""One on-disk format for every model component, and the one way to save and load it.
+
+A component directory holds two files and nothing is pickled::
+
+    config.json        {"model_type": "videopoet-video-tokenizer", "config": {...dataclass fields...}}
+                       (JSON, keys sorted, indented: a diff shows what changed between two exports)
+    model.safetensors  the state dict; floating tensors optionally cast (e.g. float16 to ship), cpu
+
+A component class (``VideoTokenizer``, ``AudioTokenizer``, ``ShapeNet``, …) declares:
+
+- ``MODEL_TYPE``: the string in config.json, so that a directory of one kind is never loaded as another;
+- ``CONFIG``: its keyword-only config dataclass, built with ``config.from_dict`` (unknown keys are errors);
+- ``BUNDLED`` (optional): the folder under ``videopoet/pretrained/`` holding its shipped weights, used
+  when ``load_component`` is given no directory;
+- ``DESCRIPTION`` (optional): how error messages name it ("a video tokenizer");
+- ``UNSAVED_TENSORS`` (optional): glob patterns of state-dict names that are training state (e.g. RVQ
+  EMA statistics): left out of the file and not required when loading;
+- ``_after_load()`` (optional): called once the weights are in, e.g. to rebuild that training state.
+
+Saving is atomic: both files are written into a temporary sibling directory, which then replaces the
+target, so an interrupted export (crash, full disk, Ctrl-C) leaves the previous component as it was.
+
+Older layouts still load (the bundled weights are never rewritten: every version stays in git history):
+``_normalise_layout`` turns a *flat* config.json — ``{"model_type": ..., <fields>...}``, written by the
+audio tokenizer and the judge's shape reader before this module existed — into the nested form. Fields
+added to a config since a file was written take their dataclass defaults.
+
+Every problem with a directory is a one-line ``UserError`` naming the file at fault.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from videopoet.config import ConfigError, from_dict, to_dict
+from videopoet.errors import UserError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
+
+M = TypeVar("M", bound=nn.Module)
+
+
+# ================================================================================================ save
+def save_component(model: nn.Module, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as ``directory/{config.json, model.safetensors}``, atomically; returns ``directory``.
+
+    An existing component directory is replaced as a whole (files other than the two are not kept) only
+    once the new one is complete; a non-empty directory that is not a component is refused rather than
+    deleted.
+    """
+    directory = Path(directory)
+    target = Path(os.path.abspath(directory))  # a name to put siblings beside, even for "." or "out/"
+    meta = {"model_type": type(model).MODEL_TYPE, "config": to_dict(model.config)}
+    tensors = _tensors_to_save(model, dtype)
+    _refuse_foreign_directory(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        for name in (CONFIG_FILE, WEIGHTS_FILE):  # on disk before the rename makes them visible
+            _fsync(tmp / name)
+        _move_into_place(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless something failed
+    return directory
+
+
+def _tensors_to_save(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The state dict minus the class's training-only tensors, on cpu, contiguous, floats cast to dtype."""
+    unsaved = getattr(type(model), "UNSAVED_TENSORS", ())
+    tensors = {}
+    for name, value in model.state_dict().items():
+        if _matches(name, unsaved):
+            continue
+        value = value.detach().to("cpu")
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[name] = value.contiguous()
+    return tensors
+
+
+def _refuse_foreign_directory(directory: Path) -> None:
+    """Replacing a directory deletes it: only ever do that to a component (or an empty directory)."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise UserError(f"{directory} exists and is not a directory; choose another place to save to")
+    entries = sorted(p.name for p in directory.iterdir())
+    if entries and not {CONFIG_FILE, WEIGHTS_FILE} & set(entries):
+        raise UserError(
+            f"{directory} holds {len(entries)} file(s) (e.g. {entries[0]}) but is not a component "
+            "directory; saving would delete them: choose an empty or new directory"
+        )
+
+
+def _move_into_place(tmp: Path, directory: Path) -> None:
+    """Rename ``tmp`` to ``directory``; an existing one is moved aside first and restored on failure."""
+    if not directory.exists():
+        os.replace(tmp, directory)
+        return
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.replace(directory, old)
+    try:
+        os.replace(tmp, directory)
+    except BaseException:
+        os.replace(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+# ================================================================================================ load
+def load_component(
+    cls: type[M],
+    directory: str | Path | None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> M:
+    """Build ``cls(CONFIG(**config))`` from a component directory (None: the class's bundled weights)
+    and load its weights, strictly except for the class's ``UNSAVED_TENSORS``. Floating weights end up
+    float32 unless ``dtype`` is given; the model is returned in eval mode on ``device``."""
+    directory = bundled_directory(cls) if directory is None else Path(directory)
+    what = _description(cls)
+    model_type, fields = _read_config(directory, what)
+    cfg_path = directory / CONFIG_FILE
+    if model_type is None:
+        raise UserError(f"{cfg_path} has no model_type; {what} has model_type {cls.MODEL_TYPE!r}")
+    if model_type != cls.MODEL_TYPE:
+        raise UserError(f"{cfg_path}: model_type is {model_type!r}, not {what} ({cls.MODEL_TYPE!r})")
+    weights = _existing_file(directory / WEIGHTS_FILE, what)
+    model = _build(cls, fields, cfg_path)
+    _load_weights(model, weights, what)
+    after_load = getattr(model, "_after_load", None)
+    if after_load is not None:
+        after_load()
+    return model.to(device=device, dtype=dtype or torch.float32).eval()
+
+
+def read_component_config(directory: str | Path) -> tuple[str, dict[str, Any]]:
+    """(model_type, config dict) of a component directory, old layouts normalised; for callers that
+    pick the class to load from the model type. The dict is not yet checked against any dataclass."""
+    directory = Path(directory)
+    model_type, fields = _read_config(directory, "a component")
+    if model_type is None:
+        raise UserError(f"{directory / CONFIG_FILE} has no model_type: it was not written by save_pretrained")
+    return model_type, fields
+
+
+def bundled_directory(cls: type) -> Path:
+    """Where the weights shipped with the package for ``cls`` live (``pretrained/<cls.BUNDLED>``)."""
+    name = getattr(cls, "BUNDLED", None)
+    if name is None:
+        raise UserError(f"{_description(cls)} has no bundled weights; pass a directory written by save")
+    directory = PRETRAINED_ROOT / name
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"{directory / WEIGHTS_FILE} not found: the bundled weights of {_description(cls)} are not part "
+            "of this install; pass a directory written by save_pretrained (e.g. a training run's final/)"
+        )
+    return directory
+
+
+def _read_config(directory: Path, what: str) -> tuple[str | None, dict[str, Any]]:
+    """Check the directory and config.json, parse it and normalise its layout."""
+    if not directory.is_dir():
+        state = "is not a directory" if directory.exists() else "not found"
+        raise UserError(f"{directory} {state}: {what} directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    cfg_path = _existing_file(directory / CONFIG_FILE, what)
+    try:
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{cfg_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{cfg_path} cannot be read as JSON text ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{cfg_path} must hold a JSON object, got a {type(meta).__name__}")
+    return _normalise_layout(meta, cfg_path)
+
+
+def _normalise_layout(meta: dict[str, Any], cfg_path: Path) -> tuple[str | None, dict[str, Any]]:
+    """Every config.json layout ever written → (model_type, config fields).
+
+    - nested (the format): ``{"model_type": T, "config": {...}}``;
+    - flat (audio tokenizer and shape reader before this module): ``{"model_type": T, <fields>...}``.
+    No component config has a field called ``config``, so its presence tells the two apart.
+    """
+    meta = dict(meta)
+    model_type = meta.pop("model_type", None)
+    if model_type is not None and not isinstance(model_type, str):
+        raise UserError(f"{cfg_path}: model_type must be a string, got {model_type!r}")
+    if "config" not in meta:
+        return model_type, meta
+    fields, extra = meta.pop("config"), sorted(meta)
+    if not isinstance(fields, dict):
+        raise UserError(f'{cfg_path}: "config" must be a JSON object, got a {type(fields).__name__}')
+    if extra:
+        raise UserError(f"{cfg_path}: unknown top-level key(s) {extra} next to model_type and config")
+    return model_type, dict(fields)
+
+
+def _build(cls: type[M], fields: dict[str, Any], cfg_path: Path) -> M:
+    """``cls(CONFIG(**fields))``; every way the fields can be wrong (unknown key, wrong type: ConfigError
+    from ``from_dict``; a value the config or the model refuses) becomes one UserError naming the file."""
+    try:
+        return cls(from_dict(cls.CONFIG, fields, where="config"))
+    except (ConfigError, TypeError, ValueError) as e:
+        message = " ".join(str(e).split())  # one line, whatever the dataclass's check wrote
+        raise UserError(f"{cfg_path}: {message}") from None
+
+
+def _load_weights(model: nn.Module, weights: Path, what: str) -> None:
+    """Read the safetensors file and copy it into ``model`` after checking every name and shape."""
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise UserError(f"{weights} is not a readable safetensors file ({reason})") from None
+    expected = model.state_dict()
+    optional = getattr(type(model), "UNSAVED_TENSORS", ())
+    missing = [k for k in expected if k not in state and not _matches(k, optional)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        problems = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        problems += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+        if wrong:
+            k = wrong[0]
+            problems.append(
+                f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                f"{tuple(expected[k].shape)} in the model)"
+            )
+        raise UserError(
+            f"{weights} does not fit {what} as config.json describes it: tensors {', '.join(problems)}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+# ================================================================================================ helpers
+def _existing_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UserError(f"{path} not found: {what} directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    return path
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _description(cls: type) -> str:
+    return getattr(cls, "DESCRIPTION", None) or f"a {cls.__name__}"

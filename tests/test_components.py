@@ -1,0 +1,273 @@
+"""The one component format (videopoet.components): save → load gives identical outputs for every
+component class, the bundled weights (old layouts included) load as a raw read of their files does, every
+bad directory is a one-line UserError naming the file, and an interrupted save changes nothing."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import videopoet.components as components
+from videopoet.components import load_component, read_component_config, save_component
+from videopoet.config import from_dict
+from videopoet.data.synthetic import render_clip
+from videopoet.errors import UserError
+from videopoet.eval.shape_net import ShapeNet, ShapeNetConfig
+from videopoet.tokenizers.audio import AudioTokenizer, AudioTokenizerConfig
+from videopoet.tokenizers.video import VideoTokenizer, VideoTokenizerConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _rand(*shape, seed=0, lo=-1.0, hi=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=g) * (hi - lo) + lo
+
+
+def _small_reader(seed=0) -> ShapeNet:
+    torch.manual_seed(seed)
+    return ShapeNet(ShapeNetConfig(channels=4, blocks=1, wide=True, trust=True)).eval()
+
+
+def _trained_codec(seed=0) -> AudioTokenizer:
+    """A debug codec as after training: codebooks marked initialised, EMA statistics moved off their init."""
+    torch.manual_seed(seed)
+    codec = AudioTokenizer.from_preset("debug").eval()
+    for level in codec.quantizer.levels:
+        level.initted.fill_(True)
+        level.cluster_size.mul_(3.0)
+    return codec
+
+
+# ------------------------------------------------------------------------------ save → load
+
+
+def test_video_tokenizer_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = VideoTokenizer.from_preset("debug").eval()
+    x = _rand(1, 3, 5, 16, 16)
+    path = model.save_pretrained(tmp_path / "vt")
+    assert path == tmp_path / "vt" and sorted(p.name for p in path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    text = (path / "config.json").read_text()
+    meta = json.loads(text)
+    assert set(meta) == {"model_type", "config"} and meta["model_type"] == VideoTokenizer.MODEL_TYPE
+    assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"  # sorted and indented
+    loaded = VideoTokenizer.from_pretrained(path)
+    assert loaded.config == model.config and not loaded.training
+    with torch.no_grad():
+        assert torch.equal(loaded(x).recon, model(x).recon)
+    idx = model.encode(x)
+    assert torch.equal(loaded.encode(x), idx) and torch.equal(loaded.decode(idx), model.decode(idx))
+
+
+def test_audio_tokenizer_round_trip_leaves_out_and_refreshes_ema_statistics(tmp_path):
+    model = _trained_codec()
+    wave = _rand(2, 1, 1600, seed=1, lo=-0.8, hi=0.8)
+    model.save_pretrained(tmp_path / "at")
+    assert not [k for k in load_file(str(tmp_path / "at" / "model.safetensors")) if "cluster_size" in k]
+    loaded = AudioTokenizer.from_pretrained(tmp_path / "at")
+    codes = model.encode(wave)
+    assert torch.equal(loaded.encode(wave), codes)
+    assert torch.equal(loaded.decode(codes, length=1600), model.decode(codes, length=1600))
+    for mine, theirs in zip(model.quantizer.levels, loaded.quantizer.levels, strict=True):
+        assert torch.equal(mine.embed, theirs.embed) and bool(theirs.initted)
+        fresh = mine.cluster_size.clone()
+        mine.fresh_statistics()  # what loading does instead of reading the training-time statistics
+        assert not torch.equal(fresh, theirs.cluster_size)
+        assert torch.equal(mine.cluster_size, theirs.cluster_size)
+        assert torch.equal(mine.embed_avg, theirs.embed_avg)
+
+
+def test_shape_reader_round_trip_and_dtypes(tmp_path):
+    net = _small_reader()
+    crops = _rand(3, 2, 32, 32, lo=0.0)
+    save_component(net, tmp_path / "r")
+    loaded = load_component(ShapeNet, tmp_path / "r")
+    (a, ta), (b, tb) = net(crops), loaded(crops)
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    # shipped in float16: loads as float32 unless asked for another dtype
+    save_component(net, tmp_path / "h", dtype=torch.float16)
+    assert {t.dtype for t in load_file(str(tmp_path / "h" / "model.safetensors")).values()} == {torch.float16}
+    assert next(load_component(ShapeNet, tmp_path / "h").parameters()).dtype == torch.float32
+    half = ShapeNet.from_pretrained(tmp_path / "h", dtype=torch.bfloat16)
+    assert next(half.parameters()).dtype == torch.bfloat16
+    for (name, w), v in zip(net.state_dict().items(), half.state_dict().values(), strict=True):
+        assert torch.equal(w.half().to(torch.bfloat16), v), name
+
+
+def test_saving_replaces_a_component_and_refuses_a_foreign_directory(tmp_path):
+    save_component(_small_reader(0), tmp_path / "r")
+    (tmp_path / "r" / "train_eval.json").write_text("{}")  # e.g. a trainer's note beside the weights
+    second = _small_reader(1)
+    save_component(second, tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["config.json", "model.safetensors"]
+    assert torch.equal(load_component(ShapeNet, tmp_path / "r").head.weight, second.head.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temporary or old directory left
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(UserError, match="todo.txt"):
+        save_component(second, tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_interrupted_save_leaves_the_previous_component(tmp_path, monkeypatch):
+    first = _small_reader(0)
+    save_component(first, tmp_path / "r")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+
+    def fail_midway(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x00" * 100)  # half a file, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(components, "save_file", fail_midway)
+    with pytest.raises(OSError, match="No space"):
+        save_component(_small_reader(1), tmp_path / "r")
+    with pytest.raises(OSError, match="No space"):
+        save_component(_small_reader(1), tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+    assert torch.equal(load_component(ShapeNet, tmp_path / "r").head.weight, first.head.weight)
+
+
+# ------------------------------------------------------------------------------ bundled weights
+
+
+def _raw(cls, config_cls, name):
+    """The bundled component read without components.py: its config.json (either layout) and its
+    safetensors file straight into the model, as each class's loader did before the one format."""
+    directory = components.PRETRAINED_ROOT / name
+    meta = json.loads((directory / "config.json").read_text())
+    fields = meta["config"] if "config" in meta else {k: v for k, v in meta.items() if k != "model_type"}
+    model = cls(from_dict(config_cls, fields))
+    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    assert not unexpected and all(k.endswith((".cluster_size", ".embed_avg")) for k in missing)
+    return model.float().eval()
+
+
+def test_bundled_video_tokenizer_encodes_as_its_raw_weights():
+    clip = render_clip(7, width=64, height=64, frames=9)
+    video = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
+    model, raw = (
+        VideoTokenizer.from_pretrained(),
+        _raw(VideoTokenizer, VideoTokenizerConfig, "video_tokenizer"),
+    )
+    assert (
+        read_component_config(components.PRETRAINED_ROOT / "video_tokenizer")[0] == VideoTokenizer.MODEL_TYPE
+    )
+    for (name, a), b in zip(model.state_dict().items(), raw.state_dict().values(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    idx = model.encode(video)
+    assert idx.shape == (1, 3, 8, 8) and torch.equal(idx, raw.encode(video))
+
+
+def test_bundled_audio_tokenizer_and_shape_reader_load_from_their_flat_configs():
+    for cls, config_cls, name in (
+        (AudioTokenizer, AudioTokenizerConfig, "audio_tokenizer"),
+        (ShapeNet, ShapeNetConfig, "judge_shapes"),
+    ):
+        meta = json.loads((components.PRETRAINED_ROOT / name / "config.json").read_text())
+        assert "config" not in meta  # still the old flat layout: it must keep loading
+        model_type, fields = read_component_config(components.PRETRAINED_ROOT / name)
+        assert model_type == cls.MODEL_TYPE and fields == {k: v for k, v in meta.items() if k != "model_type"}
+        model, raw = cls.from_pretrained(), _raw(cls, config_cls, name)
+        assert model.config == raw.config
+        for key, value in raw.state_dict().items():
+            if not key.endswith((".cluster_size", ".embed_avg")):  # rebuilt on load, checked above
+                assert torch.equal(model.state_dict()[key], value), key
+    wave = _rand(1, 1, 3200, lo=-0.5, hi=0.5)
+    codec, raw = (
+        AudioTokenizer.from_pretrained(),
+        _raw(AudioTokenizer, AudioTokenizerConfig, "audio_tokenizer"),
+    )
+    codes = codec.encode(wave)
+    assert torch.equal(codes, raw.encode(wave)) and torch.equal(codec.decode(codes), raw.decode(codes))
+
+
+def test_old_flat_layout_of_a_saved_component_loads(tmp_path):
+    model = _trained_codec()
+    model.save_pretrained(tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / "config.json").read_text())
+    flat = {"model_type": meta["model_type"], **meta["config"]}
+    (tmp_path / "a" / "config.json").write_text(json.dumps(flat))
+    wave = _rand(1, 1, 960, seed=2, lo=-0.5, hi=0.5)
+    assert torch.equal(AudioTokenizer.from_pretrained(tmp_path / "a").encode(wave), model.encode(wave))
+
+
+# ------------------------------------------------------------------------------ bad directories
+
+
+def _break(directory, how):
+    """Spoil a saved shape reader's directory in one way; → the directory to load."""
+    cfg, weights = directory / "config.json", directory / "model.safetensors"
+    meta = json.loads(cfg.read_text())
+    fields = meta["config"]
+    if how == "no directory":
+        return directory.parent / "absent"
+    if how == "no config.json":
+        cfg.unlink()
+    elif how == "not JSON":
+        cfg.write_text('{"model_type": ')
+    elif how == "not an object":
+        cfg.write_text("[1, 2]")
+    elif how == "no model_type":
+        cfg.write_text(json.dumps({"config": fields}))
+    elif how == "wrong model_type":
+        cfg.write_text(json.dumps({**meta, "model_type": AudioTokenizer.MODEL_TYPE}))
+    elif how == "unknown field":
+        cfg.write_text(json.dumps({**meta, "config": {**fields, "depth": 3}}))
+    elif how == "field of the wrong type":
+        cfg.write_text(json.dumps({**meta, "config": {**fields, "channels": "four"}}))
+    elif how == "no model.safetensors":
+        weights.unlink()
+    elif how == "not safetensors":
+        weights.write_bytes(b"PK\x03\x04 a zip file, not tensors")
+    elif how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif how == "another architecture":
+        cfg.write_text(json.dumps({**meta, "config": {**fields, "channels": 8}}))
+    elif how == "names that do not fit":
+        state = load_file(str(weights))
+        state["extra.weight"] = state.pop("head.bias")
+        save_file(state, str(weights))
+    return directory
+
+
+# (how the directory is spoilt, the file the message must name ("": the directory), what it must say)
+BAD = [
+    ("no directory", "", "not found: a judge shape reader directory needs config.json and model.safetensors"),
+    ("no config.json", "config.json", "not found"),
+    ("not JSON", "config.json", "not valid JSON"),
+    ("not an object", "config.json", "must hold a JSON object, got a list"),
+    ("no model_type", "config.json", "has no model_type; a judge shape reader has model_type 'videopoet-j"),
+    ("wrong model_type", "config.json", "is 'videopoet-audio-tokenizer', not a judge shape reader"),
+    ("unknown field", "config.json", "depth"),
+    ("field of the wrong type", "config.json", "config.channels: expected int, got .four."),
+    ("no model.safetensors", "model.safetensors", "not found"),
+    ("not safetensors", "model.safetensors", "not a readable safetensors file"),
+    ("truncated", "model.safetensors", "not a readable safetensors file"),
+    (
+        "another architecture",
+        "model.safetensors",
+        r"tensors \d+ of the wrong shape \(e.g. features.0.bias: \(4,\) in the file, \(8,\)",
+    ),
+    (
+        "names that do not fit",
+        "model.safetensors",
+        r"1 missing \(e.g. head.bias\), 1 unexpected \(e.g. extra",
+    ),
+]
+
+
+@pytest.mark.parametrize("how,file,match", BAD, ids=[b[0] for b in BAD])
+def test_bad_directory_is_one_line_naming_the_file(tmp_path, how, file, match):
+    save_component(_small_reader(), tmp_path / "r")
+    directory = _break(tmp_path / "r", how)
+    with pytest.raises(UserError, match=match) as err:
+        ShapeNet.from_pretrained(directory)
+    message = str(err.value)
+    assert "\n" not in message and str(directory / file if file else directory) in message, message
