@@ -1,6 +1,6 @@
 """The vocabulary of the synthetic audio-visual world: what can appear in a clip.
 
-Shared by the renderer (``data/synthetic.py``), the judge (``eval/judge.py``) and captioning. Object
+Shared by the renderer (``data/synthetic.py``), the judge (``eval/judge/``) and captioning. Object
 colours are saturated palette colours; background colours are kept darker and desaturated so an object
 is always separable from the background by colour.
 """
