@@ -150,22 +150,6 @@ class Clip:
     depth: np.ndarray  # float32 (T, H, W): BACKGROUND_DEPTH on the background, 1 + depth order on objects
     flow: np.ndarray  # float32 (T-1, H, W, 2): (dx, dy) in pixels taking frame t to frame t+1
 
-    def to_sample(self):
-        """This clip as the common dataset format (``videopoet.data.sample.Sample``)."""
-        from videopoet.data.sample import Sample
-
-        a = self.attributes
-        return Sample(
-            frames=self.frames,
-            audio=self.audio,
-            sample_rate=self.sample_rate,
-            fps=self.fps,
-            caption=self.caption,
-            has_audio=True,
-            key=f"synthetic/{a['split']}/{a['seed']}",
-            meta=a,
-        )
-
 
 # ---------------------------------------------------------------- scene description (size independent)
 class _Camera(NamedTuple):

@@ -54,7 +54,6 @@ SCORED_TASKS = (
 TASKS = tuple(task_spec(name).alias for name in SCORED_TASKS)
 REAL_SEED_OFFSET = 1_000_000  # real reference clips for Fréchet distances use disjoint seeds
 MASK_FRACTION = 0.5  # the central in/outpainting box covers this fraction of each side
-AUDIO_MEL_BANDS = 64  # log-mel bands of the audio feature
 
 
 @dataclass
