@@ -1,48 +1,67 @@
-"""Audio codec training: exact resume, the loss-explosion guard, CLI train + eval end to end, metrics."""
+"""Audio codec training (the recipe on the training engine): exact resume, non-finite steps skipped and
+counted, CLI train + eval end to end, metrics."""
 
+import dataclasses
 import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import videopoet.train.audio_tokenizer as audio_train
 from videopoet import cli
+from videopoet.config import ConfigError, from_dict, load_config
 from videopoet.data.media import read_wav, write_wav
 from videopoet.dsp import mel_filterbank, mel_to_hz
 from videopoet.eval.audio import detect_clicks, event_times
 from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
-from videopoet.train.audio_tokenizer import (
-    EXIT_GUARD_STOP,
-    AudioTrainConfig,
-    AudioTrainer,
-    GuardFailure,
-)
-from videopoet.train.common import read_jsonl
+from videopoet.eval.report import read_jsonl
+from videopoet.train.audio_tokenizer import AudioTokenizerRecipe, AudioTrainConfig, CropAudio
+from videopoet.train.loop import EXIT_NONFINITE, Engine
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def _cfg(tmp_path, name="run", **kw):
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _cfg(tmp_path, name="run", **kw) -> AudioTrainConfig:
+    """A debug run's config; nested tables merge into the defaults here (``gan={"start": 1}``)."""
     base = dict(
         out_dir=str(tmp_path / name),
         preset="debug",
-        steps=4,
+        device="cpu",
+        max_steps=4,
         batch_size=2,
         segment_samples=1600,
-        val_clips=1,
-        disc_start=2,
-        disc_channels=4,
+        eval_clips=1,
         ckpt_every=2,
-        log_every=1,
         eval_every=0,
         sample_every=0,
         warmup_steps=2,
+        gan={"start": 2, "model": {"channels": 4}},
     )
-    base.update(kw)
-    return AudioTrainConfig(**base)
+    return from_dict(AudioTrainConfig, _merge(base, kw))
+
+
+def _recipe(cfg: AudioTrainConfig) -> AudioTokenizerRecipe:
+    return AudioTokenizerRecipe(cfg, Engine(cfg))
+
+
+def _run(cfg: AudioTrainConfig, **kw) -> tuple[int, AudioTokenizerRecipe]:
+    """Train (or continue, ``resume=True``) → (exit status, the recipe)."""
+    engine = Engine(cfg)
+    recipe = AudioTokenizerRecipe(cfg, engine)
+    return engine.run(recipe, progress=False, **kw), recipe
 
 
 def _save_trained_debug_codec(directory, *, seed: int):
@@ -57,29 +76,35 @@ def _save_trained_debug_codec(directory, *, seed: int):
     return codec
 
 
+def _rows(run_dir):
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+
+
 def _losses(run_dir):
-    return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r}
+    return {r["step"]: r["loss"] for r in _rows(run_dir)}
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
 def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
-    from videopoet.config import ConfigError
     from videopoet.tokenizers.audio import AudioTokenizer
 
     _save_trained_debug_codec(tmp_path / "src", seed=3)
     source = AudioTokenizer.from_pretrained(tmp_path / "src")
-    trainer = AudioTrainer(_cfg(tmp_path, init_from=str(tmp_path / "src")), progress=False)
+    recipe = _recipe(_cfg(tmp_path, init_from=str(tmp_path / "src")))
     for k, v in source.state_dict().items():
-        assert torch.equal(trainer.model.state_dict()[k], v), k
+        assert torch.equal(recipe.model.state_dict()[k], v), k
     with pytest.raises(ConfigError, match="different architecture"):
-        AudioTrainer(_cfg(tmp_path, "b", preset="tiny", init_from=str(tmp_path / "src")), progress=False)
+        _recipe(_cfg(tmp_path, "b", preset="tiny", init_from=str(tmp_path / "src")))
 
 
 def test_resume_gives_identical_losses(tmp_path):
-    straight = AudioTrainer(_cfg(tmp_path, "a"), progress=False)
-    assert straight.run() == 0
-    AudioTrainer(_cfg(tmp_path, "b", stop_after_steps=2), progress=False).run()
+    assert _run(_cfg(tmp_path, "a"))[0] == 0
+    assert _run(_cfg(tmp_path, "b", stop_after_steps=2))[0] == 0
     assert not (tmp_path / "b" / "final").exists()  # paused, not finished
-    assert AudioTrainer(_cfg(tmp_path, "b"), resume=True, progress=False).run() == 0
+    assert _run(_cfg(tmp_path, "b"), resume=True)[0] == 0
     a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
     assert set(a) == {1, 2, 3, 4} and a == b  # steps 3-4 (with the GAN on) match bit for bit
     wa = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
@@ -88,68 +113,91 @@ def test_resume_gives_identical_losses(tmp_path):
     assert wa["quantizer.levels.0.embed"].dtype == torch.float16  # shipped weights are fp16
 
 
-def test_guard_rolls_back_after_nan_and_continues(tmp_path):
-    trainer = AudioTrainer(_cfg(tmp_path, steps=5, debug_nan_steps=(3,)), progress=False)
-    assert trainer.run() == 0
-    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    events = [r for r in rows if "event" in r]
-    failure = next(r for r in events if r["event"] == "guard_failure")
-    assert failure["failed_step"] == 3 and "non-finite loss" in failure["reason"]
-    rollback = next(r for r in events if r["event"] == "guard_rollback")
-    assert rollback["checkpoint"] == "step_00000002" and rollback["lr_scale"] == 0.5
-    assert rollback["data_offset"] == 2  # the replay skips the data of the failed step
-    trained = [r for r in rows if "loss" in r]
-    assert all(math.isfinite(r["loss"]) for r in trained)
-    assert trained[-1]["step"] == 5 and trained[-1]["lr_scale"] == 0.5
-    for ckpt in (tmp_path / "run" / "checkpoints").glob("step_*"):
+def _nan_at(monkeypatch, calls: set[int] | None):
+    """Make the reconstruction loss NaN at these calls (0-based; one call per training step; None = all)."""
+    real = audio_train.reconstruction_loss
+    count = [0]
+
+    def poisoned(*args, **kwargs):
+        loss, m = real(*args, **kwargs)
+        n, count[0] = count[0], count[0] + 1
+        return (loss * float("nan"), m) if calls is None or n in calls else (loss, m)
+
+    monkeypatch.setattr(audio_train, "reconstruction_loss", poisoned)
+
+
+def test_a_nan_step_is_skipped_and_counted(tmp_path, monkeypatch):
+    _nan_at(monkeypatch, {2})  # the third step (metrics row 3), with the GAN on
+    cfg = _cfg(tmp_path, max_steps=5)
+    engine = Engine(cfg)
+    recipe = AudioTokenizerRecipe(cfg, engine)
+    before, after = {}, {}
+    train_step = recipe.train_step
+
+    def recorded(wave, step):
+        before[step] = _params(recipe.model)
+        row = train_step(wave, step)
+        after[step] = _params(recipe.model)
+        return row
+
+    recipe.train_step = recorded
+    assert engine.run(recipe, progress=False) == 0
+    rows = {r["step"]: r for r in _rows(tmp_path / "run")}
+    assert sorted(rows) == [1, 2, 3, 4, 5]
+    assert rows[3]["nonfinite"] is True and rows[3]["loss"] == "nan"
+    assert [rows[s]["nonfinite_total"] for s in (1, 2, 3, 4, 5)] == [0, 0, 1, 1, 1]
+    assert all("nonfinite" not in rows[s] and math.isfinite(rows[s]["loss"]) for s in (1, 2, 4, 5))
+    assert all(torch.equal(before[2][k], after[2][k]) for k in before[2])  # the update was skipped
+    assert any(not torch.equal(before[3][k], after[3][k]) for k in before[3])  # the next one was not
+    assert math.isfinite(rows[3]["d_loss"])  # the discriminator still learned from the finite recon
+    end = read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert end["event"] == "end" and end["exported"]
+    final = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_00000004" / "state.json").read_text())
+    assert state["nonfinite_total"] == 1  # the count is resumed with the run
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("step_*"):  # never a checkpoint of NaN weights
         for group in ("model", "ema", "disc"):
             for v in load_file(str(ckpt / f"{group}.safetensors")).values():
                 assert not v.is_floating_point() or torch.isfinite(v).all()
-    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
 
-def test_guard_stops_cleanly_after_repeated_failures(tmp_path):
-    cfg = _cfg(tmp_path, steps=6, debug_nan_steps=(1, 2, 3), guard_max_failures=2, disc_start=100)
-    trainer = AudioTrainer(cfg, progress=False)
-    assert trainer.run() == EXIT_GUARD_STOP
-    events = [r["event"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "event" in r]
-    assert events.count("guard_failure") == 2 and events[-1] == "guard_stop"
-    assert not (tmp_path / "run" / "final").exists()
-    # never a checkpoint of non-finite weights; and a poisoned model refuses to be saved
-    with torch.no_grad():
-        next(trainer.model.parameters()).fill_(float("nan"))
-    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
-    trainer.step = 99
-    with pytest.raises(GuardFailure, match="non-finite"):
-        trainer._save()
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == before
+def test_nonfinite_steps_in_a_row_stop_the_run(tmp_path, monkeypatch, capsys):
+    _nan_at(monkeypatch, None)
+    cfg = _cfg(tmp_path, max_steps=6, max_nonfinite=2, ckpt_every=0, gan={"start": 100})
+    assert audio_train.train(cfg, progress=False) == EXIT_NONFINITE == 3
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("videopoet:")]
+    assert len(said) == 1 and "2 non-finite steps in a row" in said[0], said
+    assert "--overwrite" in said[0] and "None" not in said[0]  # no checkpoint to resume from yet
+    run = tmp_path / "run"
+    assert not (run / "final").exists()
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["nonfinite_total"] for r in rows if "loss" in r] == [1, 2]  # stopped after the second
+    assert rows[-1]["event"] == "stopped" and rows[-1]["reason"] == "nonfinite"
+    assert rows[-1]["message"] == said[0].removeprefix("videopoet: ")
 
 
-def test_guard_detects_a_sustained_jump(tmp_path):
-    trainer = AudioTrainer(_cfg(tmp_path, guard_window=10, guard_patience=2), progress=False)
-    for _ in range(10):
-        trainer._check({"loss": 1.0, "mel": 1.0})
-    trainer._check({"loss": 9.0, "mel": 9.0})  # one spike is tolerated ...
-    trainer._check({"loss": 1.0, "mel": 1.0})  # ... and forgotten by a normal step
-    trainer._check({"loss": 9.0, "mel": 9.0})
-    with pytest.raises(GuardFailure, match="recent median"):
-        trainer._check({"loss": 9.0, "mel": 9.0})
-
-
-def test_cli_train_then_eval_end_to_end(tmp_path):
+def test_cli_train_then_eval_end_to_end(tmp_path, capsys):
     toml = tmp_path / "audio.toml"
     toml.write_text(
-        f'out_dir = "{(tmp_path / "cli").as_posix()}"\npreset = "debug"\nsteps = 3\nbatch_size = 2\n'
-        "segment_samples = 1600\nval_clips = 1\ndisc_start = 1\ndisc_channels = 4\nckpt_every = 2\n"
-        "eval_every = 2\nsample_every = 2\n"
+        f'out_dir = "{(tmp_path / "cli").as_posix()}"\npreset = "debug"\nmax_steps = 3\nbatch_size = 2\n'
+        "segment_samples = 1600\neval_clips = 1\nckpt_every = 2\neval_every = 2\nsample_every = 2\n"
+        'device = "cpu"\n[gan]\nstart = 1\nmodel = { channels = 4 }\n'
     )
-    assert cli.main(["train", "audio-tokenizer", "--config", str(toml), "--set", "log_every=1"]) == 0
+    assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 0
     run = tmp_path / "cli"
     assert (run / "final" / "config.json").is_file() and (run / "final" / "train_eval.json").is_file()
-    assert sorted(p.name for p in (run / "samples").glob("*.wav"))[:1] == ["step_00000002_val0.wav"]
+    assert json.loads((run / "train_config.json").read_text())["gan"]["model"]["channels"] == 4
+    assert json.loads((run / "final" / "train_eval.json").read_text())["step"] == 3
+    for step in ("step_00000002", "step_00000003"):  # the cadence, then the end of the run
+        names = sorted(p.name for p in (run / "samples" / step).iterdir())
+        assert names[:2] == ["eval0.wav", "eval0_original.wav"], names
     rows = read_jsonl(run / "metrics.jsonl")
-    assert any(r.get("event") == "eval" and "val_si_snr" in r for r in rows)
-    assert any("adv" in r and "feat" in r for r in rows)  # the GAN switched on after disc_start
+    evaluated = [r for r in rows if "val_si_snr" in r]
+    assert [r["step"] for r in evaluated if "loss" in r] == [2]  # merged into the step's row
+    assert evaluated[-1]["event"] == "end" and "val_usage" in evaluated[-1]
+    assert not any(r.get("event") == "eval" for r in rows)
+    assert any("adv" in r and "feat" in r for r in rows)  # the GAN switched on after gan.start
     out = tmp_path / "report"
     argv = ["eval", "audio", "--model", str(run / "final"), "--data", "synthetic:heldout:3", "--num", "3"]
     assert cli.main(argv + ["--batch-size", "2", "--out", str(out)]) == 0
@@ -164,8 +212,32 @@ def test_cli_train_then_eval_end_to_end(tmp_path):
         assert (tmp_path / "report_bands.png").is_file()
         assert "report_bands.png" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".md").read_text().startswith("# Audio codec evaluation")
-    # a bad --resume / out_dir is a one-line user error, not a traceback
+    # a used out_dir (no --resume / --overwrite) is a one-line user error, not a traceback
+    capsys.readouterr()
     assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err and "--overwrite" in err, err
+
+
+def test_old_keys_name_their_new_place(tmp_path, capsys):
+    renamed = {"w_adv=1": '"gan.weight"', "steps=4": '"max_steps"', "val_clips=2": '"eval_clips"'}
+    for old, new in renamed.items():
+        assert cli.main(["train", "audio-tokenizer", "--set", f"out_dir={tmp_path / 'x'}", "--set", old]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f'"{old.split("=")[0]}"' in err and new in err, err
+    toml = tmp_path / "old.toml"
+    toml.write_text('preset = "debug"\nguard_patience = 3\n')
+    assert cli.main(["train", "audio-tokenizer", "--config", str(toml)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_nonfinite" in err, err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("audio_tokenizer_*.toml")), ids=lambda p: p.stem)
+def test_shipped_configs_load(path):
+    cfg = load_config(AudioTrainConfig, path)
+    assert cfg.preset == path.stem.removeprefix("audio_tokenizer_")
+    assert cfg.gan.start < cfg.max_steps  # the GAN phase happens
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -289,11 +361,16 @@ def test_benchmark_runs_on_cpu(tmp_path):
         "--iters",
         "1",
     ]
-    bench.main(argv + ["--warmup", "0", "--out", str(out)])
+    train = ["--train", "--train-batch", "2", "--train-segment", "1280"]  # the recipe's train_step, timed
+    bench.main(argv + train + ["--warmup", "0", "--out", str(out)])
     result = json.loads(out.read_text())
     assert [r["batch"] for r in result["results"]] == [1, 2] and result["precision"] == "fp32"
     for r in result["results"]:
         assert r["real_time_factor"] > 0 and r["x_real_time"] == pytest.approx(1 / r["real_time_factor"])
+    t = result["train"]
+    assert t["batch"] == 2 and t["segment_samples"] == 1280
+    for name in ("codec_only", "with_gan"):
+        assert t[f"{name}_ms_per_step"] > 0 and t[f"{name}_steps_per_minute"] > 0
 
 
 def test_training_runs_without_media_libraries(tmp_path):
@@ -304,7 +381,8 @@ def test_training_runs_without_media_libraries(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     argv = ["train", "audio-tokenizer", "--config", str(root / "configs" / "audio_tokenizer_debug.toml")]
-    argv += ["--set", f"out_dir={(tmp_path / 'run').as_posix()}", "--set", "steps=2", "--set", "eval_every=0"]
+    for item in (f"out_dir={(tmp_path / 'run').as_posix()}", "max_steps=2", "eval_every=0"):
+        argv += ["--set", item]
     code = (
         "import sys\n"
         "for m in ('av', 'scipy', 'PIL'):\n"
@@ -338,10 +416,11 @@ def test_highband_loss_sees_transients_not_low_tones():
 
 
 def test_decoder_only_training_keeps_the_codes(tmp_path):
-    trainer = AudioTrainer(_cfg(tmp_path, steps=2, train_decoder_only=True, w_highband=10.0), progress=False)
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    assert trainer.run() == 0
-    after = trainer.model.state_dict()
+    engine = Engine(cfg := _cfg(tmp_path, max_steps=2, train_decoder_only=True, loss={"highband": 10.0}))
+    recipe = AudioTokenizerRecipe(cfg, engine)
+    before = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    assert engine.run(recipe, progress=False) == 0
+    after = recipe.model.state_dict()
     frozen = [k for k in before if k.startswith(("encoder.", "quantizer."))]
     tuned = [k for k in before if k.startswith("decoder.")]
     assert frozen and tuned
@@ -359,8 +438,8 @@ def test_lowpass_keeps_the_band_below_the_cutoff_and_removes_the_rest():
     out = lowpass((low + high)[None, None], 6000.0, sr)
     assert out.shape == (1, 1, n)
     assert torch.allclose(out[0, 0], low, atol=1e-3)
-    with pytest.raises(ValueError):
-        AudioTrainConfig(wave_max_hz=-1.0).validate()
+    with pytest.raises(ConfigError, match="wave_max_hz"):
+        from_dict(AudioTrainConfig, {"loss": {"wave_max_hz": -1.0}})
 
 
 def test_band_limited_phase_losses_ignore_noise_above_the_cutoff(tmp_path):
@@ -381,41 +460,36 @@ def test_band_limited_phase_losses_ignore_noise_above_the_cutoff(tmp_path):
     full = si_snr_loss(guess[None, None], target[None, None])
     banded = si_snr_loss(lowpass(guess, 6000, sr)[None, None], lowpass(target, 6000, sr)[None, None])
     assert banded < full - 1.0  # more than 10 dB better once the unmatched-phase noise band is left out
-    trainer = AudioTrainer(_cfg(tmp_path, steps=2, wave_max_hz=6000.0, w_highband=1.0), progress=False)
-    assert trainer.run() == 0
+    assert _run(_cfg(tmp_path, max_steps=2, loss={"wave_max_hz": 6000.0, "highband": 1.0}))[0] == 0
     rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "wave_l1" in r]
-    assert rows and all(math.isfinite(r["wave_l1"]) and math.isfinite(r["neg_sisnr_db"]) for r in rows)
+    assert len(rows) == 2 and all("highband" in r for r in rows)
+    assert all(math.isfinite(r["wave_l1"]) and math.isfinite(r["neg_sisnr_db"]) for r in rows)
 
 
 def test_transient_crops_hold_the_bounce_clicks():
     from videopoet.data.datasets import open_dataset
-    from videopoet.train.audio_tokenizer import SegmentDataset
 
     base = open_dataset("synthetic:train", frames=17, width=16, height=16)
-    with_events = [i for i in range(40) if event_times(base[i])][:6]
+    with_events = [base[i] for i in range(40) if event_times(base[i])][:6]  # the clips with bounces
     assert with_events
-
-    class Only(torch.utils.data.Dataset):  # the clips with bounces
-        def __len__(self):
-            return len(with_events)
-
-        def __getitem__(self, i):
-            return base[with_events[i]]
-
     seg = 6400
-    for fraction, expect in ((1.0, True), (0.0, None)):
-        crops = SegmentDataset(Only(), segment_samples=seg, seed=0, transient_fraction=fraction)
+    for fraction in (1.0, 0.0):
+        crop_audio = CropAudio(seg, seed=0, transient_fraction=fraction)
         held = []
-        for g in range(len(with_events)):
-            crop, reason = crops[g]
-            assert reason == "" and crop.shape == (seg,)
-            sample = base[with_events[crops.clip_index(g)]]
+        for g, sample in enumerate(with_events):
+            crop = crop_audio(sample, g)
+            assert crop.shape == (1, seg) and crop.dtype == np.float32
+            assert np.array_equal(crop, crop_audio(sample, g))  # hashed from (seed, position)
             audio = np.asarray(sample.audio, np.float32)
-            start = next(s for s in range(len(audio) - seg + 1) if np.array_equal(audio[s : s + seg], crop))
+            starts = range(len(audio) - seg + 1)
+            start = next(s for s in starts if np.array_equal(audio[s : s + seg], crop[0]))
             times = [t * 16000 - start for t in event_times(sample)]
             held.append(any(0 <= t < seg for t in times))
-        if expect:
+        if fraction == 1.0:
             assert all(held)  # every crop contains a bounce click
+    short = dataclasses.replace(with_events[0], audio=np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match="shorter than"):
+        CropAudio(seg, seed=0)(short, 0)
 
 
 def test_band_power_puts_a_tone_in_its_band():
@@ -442,13 +516,15 @@ def test_click_diagnostics_script_runs(tmp_path):
 
 
 def test_discriminator_scales_are_configurable(tmp_path):
-    trainer = AudioTrainer(_cfg(tmp_path, steps=3, disc_start=1, disc_scales=(256, 128, 64)), progress=False)
-    assert [d.n_fft for d in trainer.disc.discs] == [256, 128, 64]
-    assert trainer.run() == 0
+    cfg = _cfg(tmp_path, max_steps=3, gan={"start": 1, "model": {"scales": [256, 128, 64]}})
+    status, recipe = _run(cfg)
+    assert [d.n_fft for d in recipe.disc.discs] == [256, 128, 64]
+    assert recipe.disc.discs[0].out.in_channels == 4  # gan.model.channels from _cfg's table
+    assert status == 0
     rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "d_loss" in r]
-    assert rows and all(math.isfinite(r["d_loss"]) for r in rows)
-    with pytest.raises(ValueError, match="disc_scales"):
-        AudioTrainConfig(disc_scales=(30,)).validate()
+    assert len(rows) == 2 and all(math.isfinite(r["d_loss"]) for r in rows)
+    with pytest.raises(ConfigError, match="gan.model.scales"):
+        from_dict(AudioTrainConfig, {"gan": {"model": {"scales": [30]}}})
 
 
 def test_init_from_gives_loaded_codes_a_grace_period(tmp_path):
@@ -456,14 +532,14 @@ def test_init_from_gives_loaded_codes_a_grace_period(tmp_path):
 
     _save_trained_debug_codec(tmp_path / "src", seed=0)
     # the run's own dead-code threshold (0.2), not the saved one (0.05), sets the starting counts
-    cfg = _cfg(tmp_path, steps=1, init_from=str(tmp_path / "src"), model={"dead_code_threshold": 0.2})
-    trainer = AudioTrainer(cfg, progress=False)
-    for level in trainer.model.quantizer.levels:
+    cfg = _cfg(tmp_path, max_steps=1, init_from=str(tmp_path / "src"), model={"dead_code_threshold": 0.2})
+    recipe = _recipe(cfg)
+    for level in recipe.model.quantizer.levels:
         count = RESTART_GRACE * 0.2
         assert torch.all(level.cluster_size == count)
         torch.testing.assert_close(level.embed_avg / count, level.embed)
-    trainer.train_step(trainer.val_wave[:2, :, :1600])
-    assert sum(trainer.model.quantizer.last_restarts) == 0  # no loaded code dies on the first batch
+    recipe.train_step(recipe.eval_wave.expand(2, -1, -1)[:, :, :1600], 0)
+    assert sum(recipe.model.quantizer.last_restarts) == 0  # no loaded code dies on the first batch
 
 
 def test_bad_model_override_is_a_config_error(tmp_path):
@@ -471,7 +547,7 @@ def test_bad_model_override_is_a_config_error(tmp_path):
 
     for bad in ({"quantizer_dropout": 2.0}, {"activation": "relu"}, {"no_such_field": 1}):
         with pytest.raises(ConfigError, match="model overrides"):
-            AudioTrainer(_cfg(tmp_path, model=bad), progress=False)
+            _recipe(_cfg(tmp_path, model=bad))
 
 
 def test_noise_envelope_loss_pulls_gains_to_the_band_envelope():
@@ -500,12 +576,12 @@ def test_noise_envelope_loss_pulls_gains_to_the_band_envelope():
 
 def test_init_from_adds_a_noise_branch(tmp_path):
     src = _save_trained_debug_codec(tmp_path / "src", seed=1)
-    trainer = AudioTrainer(
-        _cfg(tmp_path, init_from=str(tmp_path / "src"), model={"noise_bands": 2}, steps=2), progress=False
-    )
-    mine = trainer.model.state_dict()
+    cfg = _cfg(tmp_path, init_from=str(tmp_path / "src"), model={"noise_bands": 2}, max_steps=2)
+    engine = Engine(cfg)
+    recipe = AudioTokenizerRecipe(cfg, engine)
+    mine = recipe.model.state_dict()
     assert torch.equal(mine["decoder.net.0.conv.bias"], src.state_dict()["decoder.net.0.conv.bias"])
     assert "decoder.noise.gain.conv.weight" in mine
-    assert trainer.run() == 0
+    assert engine.run(recipe, progress=False) == 0
     logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert all("noise_env" in r and math.isfinite(r["noise_env"]) for r in logged)

@@ -5,15 +5,21 @@ import numpy as np
 import pytest
 import torch
 
+from videopoet.eval.report import read_jsonl
 from videopoet.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
+    load_module_state,
+    load_optimizer_state,
+    module_state,
     optimizer_from_flat,
+    optimizer_state,
     optimizer_to_flat,
+    remove_temporaries,
     save_checkpoint,
 )
-from videopoet.train.common import EMA, MetricsLogger, cosine_lr, read_jsonl
+from videopoet.train.common import EMA, MetricsLogger, cosine_lr
 
 
 def _model_and_opt():
@@ -49,6 +55,25 @@ def test_resume_reproduces_training_exactly(tmp_path):
     assert straight == resumed
 
 
+def test_module_and_optimizer_state_by_name_resume_exactly(tmp_path):
+    """What the engine saves: full module state and optimizer state keyed by parameter name."""
+    model, opt = _model_and_opt()
+    for _ in range(3):
+        _step(model, opt)
+    opt_t, opt_meta = optimizer_state(model, opt)
+    assert opt_t and all(name.split("/")[0] in dict(model.named_parameters()) for name in opt_t)
+    assert opt_meta["int_keys"] is False
+    save_checkpoint(tmp_path, 3, {"model": module_state(model), "opt": opt_t}, {"opt": opt_meta})
+    straight = [_step(model, opt) for _ in range(3)]
+
+    model2, opt2 = _model_and_opt()
+    groups, state = load_checkpoint(latest_checkpoint(tmp_path))
+    load_module_state(model2, groups["model"])
+    load_optimizer_state(model2, opt2, groups["opt"], state["opt"])
+    assert opt2.param_groups[0]["betas"] == opt.param_groups[0]["betas"]
+    assert [_step(model2, opt2) for _ in range(3)] == straight
+
+
 def test_rng_states_restored(tmp_path):
     torch.manual_seed(1)
     random.seed(2)
@@ -82,6 +107,28 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
         load_checkpoint(tmp_path / ".step_00000002.tmp-123")
 
 
+def test_latest_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, {"model": {"w": torch.zeros(1)}}, {}, keep=5)
+    (tmp_path / "latest").write_text("step_00000009")  # names something that is not there
+    assert latest_checkpoint(tmp_path).name == "step_00000002"
+    (tmp_path / "step_00000002" / "state.json").write_text('{"step": 2}')  # not marked complete
+    assert latest_checkpoint(tmp_path).name == "step_00000001"
+    (tmp_path / "latest").unlink()
+    assert latest_checkpoint(tmp_path).name == "step_00000001"
+
+
+def test_unreadable_tensors_and_temporaries(tmp_path):
+    path = save_checkpoint(tmp_path, 1, {"model": {"w": torch.zeros(4)}}, {})
+    (path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    (tmp_path / ".step_00000002.tmp-123").mkdir()
+    gone = remove_temporaries(tmp_path)
+    assert [p.name for p in gone] == [".step_00000002.tmp-123"] and not gone[0].exists()
+    assert path.is_dir() and remove_temporaries(tmp_path / "nothing") == []
+
+
 def test_ema_tracks_and_copies():
     model, opt = _model_and_opt()
     ema = EMA(model, decay=0.5)
@@ -107,3 +154,17 @@ def test_metrics_logger_and_lr(tmp_path):
     assert cosine_lr(0, base_lr=1.0, warmup=10, total=100) == pytest.approx(0.1)
     assert cosine_lr(100, base_lr=1.0, warmup=10, total=100) == pytest.approx(0.1)
     assert cosine_lr(10, base_lr=1.0, warmup=10, total=100) == pytest.approx(1.0)
+
+
+def test_metrics_logger_keeps_the_rows_up_to_a_resumed_step(tmp_path):
+    path = tmp_path / "m.jsonl"
+    log = MetricsLogger(path)
+    for step in (1, 2, 3, 4):
+        log.log(step, loss=float(step))
+    log.close()
+    with path.open("a") as f:
+        f.write('{"step": 5, "lo')  # a row cut short by a kill
+    log = MetricsLogger(path, keep_until=2)  # resumed from the step-2 checkpoint: steps 3-4 are replayed
+    log.log(3, loss=30.0)
+    log.close()
+    assert [(r["step"], r["loss"]) for r in read_jsonl(path)] == [(1, 1.0), (2, 2.0), (3, 30.0)]

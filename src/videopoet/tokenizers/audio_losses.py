@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from videopoet.distributed import all_sum, global_mean
 from videopoet.dsp import (
     MEL_BINS,
     MEL_LOG_EPS,
@@ -85,7 +86,9 @@ class MultiScaleSpectralLoss(nn.Module):
             stft_terms = []
             for s in self.stft_scales:
                 sx, sy = mags[s]
-                sc = torch.linalg.norm(sx - sy) / torch.linalg.norm(sy).clamp_min(1e-7)
+                # spectral convergence is a ratio over the whole batch: both sums over the global batch
+                diff2, ref2 = all_sum((sx - sy).pow(2).sum(), grad=True), all_sum(sy.pow(2).sum(), grad=True)
+                sc = diff2.sqrt() / ref2.sqrt().clamp_min(1e-7)
                 log_mag = ((sx + MEL_LOG_EPS).log() - (sy + MEL_LOG_EPS).log()).abs().mean()
                 stft_terms.append(sc + log_mag)
             return ReconLosses(
@@ -203,10 +206,12 @@ def generator_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
 def feature_matching_loss(
     real_feats: list[list[torch.Tensor]], fake_feats: list[list[torch.Tensor]]
 ) -> torch.Tensor:
-    """Mean over scales and layers of mean|f_real − f_fake| / mean|f_real| (real features detached)."""
+    """Mean over scales and layers of mean|f_real − f_fake| / mean|f_real| (real features detached); the
+    normaliser is the global batch's mean, so several ranks compute the single-process loss."""
     terms = []
     for rs, fs in zip(real_feats, fake_feats):
         for r, f in zip(rs, fs):
             r = r.detach().float()
-            terms.append((r - f.float()).abs().mean() / r.abs().mean().clamp_min(1e-6))
+            scale = global_mean(r.abs().reshape(1, -1), 1, grad=False).squeeze(0)
+            terms.append((r - f.float()).abs().mean() / scale.clamp_min(1e-6))
     return torch.stack(terms).mean()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from videopoet.distributed import global_mean, local_rand
 from videopoet.errors import UserError
 
 
@@ -126,7 +127,9 @@ class LeCam(nn.Module):
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        real_mean, fake_mean = real.detach().float().mean(), fake.detach().float().mean()
+        # anchors over the global batch (every rank's logits), so they do not depend on the rank count
+        real_mean = global_mean(real.detach().float().reshape(-1), grad=False)
+        fake_mean = global_mean(fake.detach().float().reshape(-1), grad=False)
         with torch.no_grad():
             if not bool(self.initialised):
                 self.ema_real.copy_(real_mean)
@@ -217,7 +220,7 @@ class PerceptualLoss(nn.Module):
         b, _, t = recon.shape[:3]
         k = min(self.frames_per_clip, t)
         # the same random frames for recon and target; drawn from torch's global RNG (restored on resume)
-        idx = torch.rand(b, t).argsort(dim=1)[:, :k].to(recon.device)  # (B, k)
+        idx = local_rand(b, t).argsort(dim=1)[:, :k].to(recon.device)  # (B, k)
         gather = idx.view(b, 1, k, 1, 1).expand(-1, recon.shape[1], -1, *recon.shape[3:])
         x = rearrange(torch.gather(recon, 2, gather), "b c k h w -> (b k) c h w")
         y = rearrange(torch.gather(target, 2, gather), "b c k h w -> (b k) c h w")

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from videopoet.distributed import all_sum, gather_rows, global_mean, local_rand, local_randint
+
 # ======================================================================== LFQ (video tokenizer)
 # Lookup-free quantization (MAGVIT-v2, arXiv 2310.05737 §3.1). The latent z has K channels; each is
 # quantized to its sign, so the codebook is the 2^K corners of a hypercube and needs no lookup table.
@@ -94,7 +96,7 @@ class LFQ(nn.Module):
                 bits = _code_bits(stop - start, zf.device)  # (C_g, g) 0/1 table of the group's codes
                 # log p(code) = Σ_k log p_k(bit_k): (N, C_g)
                 logp = log_p1[:, start:stop] @ bits.t() + log_p0[:, start:stop] @ (1 - bits).t()
-                avg = logp.exp().mean(0)  # (C_g,)
+                avg = global_mean(logp.exp(), 0)  # (C_g,) over the global batch's tokens
                 codebook = codebook - (avg * torch.log(avg.clamp_min(1e-12))).sum()
         loss = per_sample - self.diversity_weight * codebook
         return LFQOutput(codes, indices, loss, per_sample, codebook, commit, bit_ones)
@@ -222,8 +224,9 @@ class EMACodebook(nn.Module):
     def ema_update(self, x: torch.Tensor, idx: torch.Tensor, *, restart: bool = True) -> int:
         """EMA step from vectors x (M, D) assigned to codes idx (M,); restart dead codes; → #restarted."""
         x = x.float()
-        counts = torch.bincount(idx, minlength=self.size).float()
-        sums = torch.zeros(self.size, self.dim, device=x.device).index_add_(0, idx, x)
+        counts = all_sum(torch.bincount(idx, minlength=self.size).float())
+        sums = all_sum(torch.zeros(self.size, self.dim, device=x.device).index_add_(0, idx, x))
+        x = gather_rows(x)  # restarts pick from the global batch's vectors
         self.cluster_size.lerp_(counts, 1 - self.decay)
         self.embed_avg.lerp_(sums, 1 - self.decay)
         total = self.cluster_size.sum()
@@ -300,8 +303,8 @@ class ResidualVQ(nn.Module):
             z32 = z.to(work_dtype)
             used = torch.full((b,), top, dtype=torch.long, device=z.device)
             if self.training and self.dropout > 0 and top > 1:
-                drop = torch.rand(b, device=z.device) < self.dropout
-                drawn = torch.randint(1, top + 1, (b,), device=z.device)
+                drop = local_rand(b, device=z.device) < self.dropout
+                drawn = local_randint(1, top + 1, b, device=z.device)
                 used = torch.where(drop, drawn, used)
             residual = z32.detach()
             quantized = torch.zeros_like(z32)
@@ -311,12 +314,12 @@ class ResidualVQ(nn.Module):
                 flat = residual.transpose(1, 2).reshape(b * n, d)  # (B·N, D), row = (example, frame)
                 active = used > k  # (B,) examples that use level k
                 if self.training and not bool(level.initted):
-                    level.kmeans_init(flat)
+                    level.kmeans_init(gather_rows(flat))
                 idx = level.nearest(flat)  # (B·N,)
                 q = level.lookup(idx).to(work_dtype).reshape(b, n, d).transpose(1, 2)  # (B, D, N)
                 if self.training:
                     keep = active.repeat_interleave(n)  # (B·N,) in the row order of ``flat``
-                    if bool(keep.any()):
+                    if bool(all_sum(keep.sum()) > 0):  # decided over the global batch: every rank joins
                         self.last_restarts[k] = level.ema_update(
                             flat[keep], idx[keep], restart=self.restart_dead_codes
                         )

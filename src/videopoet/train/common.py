@@ -1,13 +1,11 @@
-"""Small pieces every training loop uses: EMA weights, JSONL metrics, seeding, LR schedule.
-
-Device and precision choice (``pick_device``, ``autocast``) live in ``videopoet.device`` and are re-exported
-here for the training loops.
-"""
+"""Small pieces the training engine and its recipes share: EMA weights, JSONL metrics, seeding, LR
+schedule, fine-tuning weight copies."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -16,10 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-from videopoet.device import autocast as autocast
-from videopoet.device import pick_device as pick_device
-from videopoet.eval.report import read_jsonl as read_jsonl  # the reader of MetricsLogger's files
 
 
 def seed_everything(seed: int) -> None:
@@ -60,13 +54,31 @@ class EMA:
 
 
 class MetricsLogger:
-    """Append one JSON object per line to ``path`` (flushed each write, so a crash loses nothing)."""
+    """Append one JSON object per line to ``path`` (flushed each write, so a crash loses nothing).
 
-    def __init__(self, path: str | Path):
+    ``keep_until``: a resumed run first drops the rows of steps after its checkpoint (the steps it is
+    about to replay), so every step has one row however often the run was killed."""
+
+    def __init__(self, path: str | Path, *, keep_until: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_until is not None and self.path.is_file():
+            self._truncate(keep_until)
         self._f = self.path.open("a")
         self._t0 = time.time()
+
+    def _truncate(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a row cut short by a kill
+            if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+                kept.append(line)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, self.path)
 
     def log(self, step: int, **metrics: Any) -> dict[str, Any]:
         row = {"step": step, "time": round(time.time() - self._t0, 3)}
