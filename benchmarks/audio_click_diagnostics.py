@@ -32,11 +32,13 @@ from videopoet.eval.audio import CLICK_BAND_HZ, detect_clicks, event_times  # no
 from videopoet.tokenizers.audio import PRESETS, AudioTokenizer  # noqa: E402
 from videopoet.tokenizers.audio_losses import MultiScaleSpectralLoss  # noqa: E402
 from videopoet.train.audio_tokenizer import (  # noqa: E402
+    AudioLossConfig,
     AudioTrainConfig,
-    SegmentDataset,
+    CropAudio,
     open_audio_dataset,
     reconstruction_loss,
 )
+from videopoet.train.loop import StepItems  # noqa: E402
 
 
 @torch.no_grad()
@@ -76,15 +78,16 @@ def _band_levels(x: torch.Tensor, sample_rate: int) -> tuple[float, float]:
 def overfit_check(activation: str, steps: int, highband: float, wave_max_hz: float, seed: int) -> dict:
     torch.manual_seed(seed)
     cfg = AudioTrainConfig(preset="tiny", segment_samples=6400)
-    crops = SegmentDataset(
-        open_audio_dataset(cfg.data, cfg), segment_samples=6400, seed=seed, transient_fraction=1.0
+    # the crops the training engine would feed at positions 0-7 (data order and crop offsets of the run)
+    crops = StepItems(
+        open_audio_dataset(cfg.data, cfg), CropAudio(6400, seed, transient_fraction=1.0), seed=seed
     )
     w = torch.stack([torch.as_tensor(crops[g][0]).reshape(1, -1).float() for g in range(8)])
     model = AudioTokenizer(dataclasses.replace(PRESETS["tiny"], activation=activation)).train()
     sr = model.config.sample_rate
     spectral = MultiScaleSpectralLoss(sample_rate=sr)
     # the trainer's own loss (unit weights), with the high band and phase-loss cut-off of the experiment
-    losses = AudioTrainConfig(w_highband=highband, highband_hz=wave_max_hz, wave_max_hz=wave_max_hz)
+    losses = AudioLossConfig(highband=highband, highband_hz=wave_max_hz, wave_max_hz=wave_max_hz)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.9))
     for _ in range(steps):
         out = model(w)

@@ -7,7 +7,7 @@ real_time_factor = seconds of compute / seconds of audio (below 1 is faster than
 x_real_time = its inverse. On CUDA the codec runs under bf16 autocast (``--precision bf16``, the
 default; RVQ distances stay float32) or in float32; on CPU always float32. Weights are random unless
 ``--model DIR`` names a trained codec (speed does not depend on the weights). ``--train`` also times
-training steps (codec only / codec + discriminator) so a run's ``steps`` can be fitted to a time budget.
+training steps (codec only / codec + discriminator) so a run's ``max_steps`` can be fitted to a time budget.
 """
 
 from __future__ import annotations
@@ -102,24 +102,34 @@ def bench_train(
     iters: int,
     warmup: int,
 ) -> dict:
-    """Milliseconds per training step (codec only, and codec + discriminator) at the given batch."""
+    """Milliseconds per training step (codec only, and codec + discriminator) at the given batch.
+
+    Times ``AudioTokenizerRecipe.train_step`` as the training engine calls it (generator step, and the
+    discriminator step once ``gan.start`` is reached) on a synthetic batch already on the device.
+    """
+    import itertools
     import tempfile
 
-    from videopoet.train.audio_tokenizer import AudioTrainConfig, AudioTrainer
+    from videopoet.config import from_dict
+    from videopoet.train.audio_tokenizer import AudioTokenizerRecipe, AudioTrainConfig
+    from videopoet.train.loop import Engine
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = AudioTrainConfig(
-            out_dir=tmp, preset=preset, device=device, batch_size=batch_size, segment_samples=segment_samples,
-            precision=precision, val_clips=1, steps=10**6, disc_start=10**6,
-        )  # fmt: skip
-        trainer = AudioTrainer(cfg, progress=False)
-        dev = trainer.device
+        cfg = from_dict(AudioTrainConfig, {
+            "out_dir": tmp, "preset": preset, "device": device, "batch_size": batch_size,
+            "segment_samples": segment_samples, "precision": precision, "eval_clips": 1,
+            "max_steps": 10**6, "gan": {"start": 10**6},
+        })  # fmt: skip
+        engine = Engine(cfg)
+        recipe = AudioTokenizerRecipe(cfg, engine)
+        dev = engine.device
         g = torch.Generator().manual_seed(0)
-        wave = (0.2 * torch.randn(batch_size, 1, segment_samples, generator=g)).clamp(-1, 1)
+        wave = (0.2 * torch.randn(batch_size, 1, segment_samples, generator=g)).clamp(-1, 1).to(dev)
+        steps = itertools.count()
         out = {"batch": batch_size, "segment_samples": segment_samples}
         for name, start in (("codec_only", 10**6), ("with_gan", 0)):
-            trainer.cfg.disc_start = start
-            ms = time_call(lambda: trainer.train_step(wave), dev, iters, warmup) * 1000
+            recipe.cfg.gan.start = start
+            ms = time_call(lambda: recipe.train_step(wave, next(steps)), dev, iters, warmup) * 1000
             out[f"{name}_ms_per_step"] = round(ms, 2)
             out[f"{name}_steps_per_minute"] = round(60000 / ms, 1)
         if dev.type == "cuda":
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--train", action="store_true", help="also time training steps (set steps from this)")
+    p.add_argument("--train", action="store_true", help="also time training steps (set max_steps from this)")
     p.add_argument("--train-batch", type=int, default=32, help="training batch for --train")
     p.add_argument("--train-segment", type=int, default=16000, help="training crop (samples) for --train")
     p.add_argument("--out", help="write the JSON here")

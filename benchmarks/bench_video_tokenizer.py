@@ -13,7 +13,7 @@ losses, with and without the GAN) on random clips and extrapolates steps per min
 from __future__ import annotations
 
 import argparse
-import functools
+import itertools
 import json
 import platform
 
@@ -29,7 +29,7 @@ def _flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--device", default="auto")
@@ -44,7 +44,7 @@ def main() -> None:
         default=None,
         help="time training steps too (default: on CUDA only; slow on CPU)",
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from videopoet.device import autocast, pick_device, time_call
     from videopoet.tokenizers.video import VideoTokenizer
@@ -104,36 +104,33 @@ def main() -> None:
     if args.train or (args.train is None and cuda):
         result["train"] = _bench_train(args, device, batch, iters)
     print(json.dumps(result, indent=2))
+    return result
 
 
 def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
-    """Full training steps (as ``videopoet train video-tokenizer`` runs them) on random clips."""
-    from videopoet.device import time_call
-    from videopoet.train.video_tokenizer import Trainer, VideoTokenizerTrainConfig
+    """Full training steps (``VideoTokenizerRecipe.train_step``, as ``videopoet train video-tokenizer``'s
+    engine calls it) on random clips already on the device."""
+    import tempfile
+
+    from videopoet.config import from_dict
+    from videopoet.train.loop import Engine
+    from videopoet.train.video_tokenizer import VideoTokenizerRecipe, VideoTokenizerTrainConfig
 
     out = {}
     for gan in (False, True):
-        cfg = VideoTokenizerTrainConfig(
-            preset=args.preset,
-            device=str(device),
-            batch_size=batch,
-            gan_start=0,
-            gan_weight=0.1 if gan else 0.0,
-            compile=args.compile,
-            frames=args.frames,
-            width=args.size,
-            height=args.size,
-        )
-        trainer = Trainer(cfg)
-        x = torch.rand(batch, 3, args.frames, args.size, args.size, device=device) * 2 - 1
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        sec = time_call(
-            functools.partial(trainer.train_step, x),
-            device,
-            max(2, iters // 2),
-            warmup=2 if device.type == "cuda" else 1,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = from_dict(VideoTokenizerTrainConfig, {
+                "out_dir": tmp, "preset": args.preset, "device": str(device), "batch_size": batch,
+                "compile": args.compile, "frames": args.frames, "width": args.size, "height": args.size,
+                "gan": {"start": 0, "weight": 0.1 if gan else 0.0},
+            })  # fmt: skip
+            engine = Engine(cfg)
+            recipe = VideoTokenizerRecipe(cfg, engine)
+            x = torch.rand(batch, 3, args.frames, args.size, args.size, device=device) * 2 - 1
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            sec = _time_steps(recipe, x, device, max(2, iters // 2), warmup=2 if device.type == "cuda" else 1)
+            del recipe, engine, x
         key = "with_gan" if gan else "without_gan"
         out[key] = {
             "ms_per_step": round(sec * 1e3, 1),
@@ -142,8 +139,15 @@ def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
         }
         if device.type == "cuda":
             out[key]["max_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        del trainer, x
     return out
+
+
+def _time_steps(recipe, x: torch.Tensor, device: torch.device, iters: int, warmup: int) -> float:
+    """Mean seconds per ``recipe.train_step`` at consecutive steps (0, 1, …), as the engine calls it."""
+    from videopoet.device import time_call
+
+    steps = itertools.count()
+    return time_call(lambda: recipe.train_step(x, next(steps)), device, iters, warmup)
 
 
 if __name__ == "__main__":

@@ -177,3 +177,22 @@ def test_reconstruct_frames_is_encode_decode_per_clip():
     with torch.no_grad():
         alone = tensor_to_frames(model.decode(model.encode(frames_to_tensor(clips[1])[None]))[0])
     assert np.abs(out[1].astype(int) - alone.astype(int)).max() <= 1  # batching changes nothing but rounding
+
+
+def test_benchmark_runs_on_cpu_with_training_steps(one_thread):
+    """benchmarks/bench_video_tokenizer.py at toy size with ``--train``: the recipe's train_step is timed."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("bench_video_tokenizer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--device", "cpu", "--preset", "debug", "--batch", "1", "--frames", "5", "--size", "16"]
+    result = bench.main(argv + ["--iters", "1", "--train"])
+    assert result["clip"] == "5x16x16" and result["precision"] == "fp32" and result["latent"] == [2, 2, 2]
+    for name in ("encode", "decode"):
+        assert result[name]["clips_per_s"] > 0 and result[name]["ms_per_batch"] > 0
+    assert set(result["train"]) == {"without_gan", "with_gan"}
+    for row in result["train"].values():
+        assert row["ms_per_step"] > 0 and row["clips_per_s"] > 0 and row["steps_per_min"] > 0
