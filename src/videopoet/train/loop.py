@@ -26,7 +26,7 @@ What the engine owns, once for every model:
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import logging
 import math
@@ -125,7 +125,7 @@ class TrainConfig:
 
 # ============================================================================================ data order
 class StepItems(Dataset):
-    """Global position g → ``(prepare(sample, g), dataset index, skip reasons)``."""
+    """Global position g → ``(prepare(sample, g), dataset index used, skip reasons)``."""
 
     def __init__(self, dataset: Dataset, prepare: Callable[[Any, int], Any], *, seed: int):
         self.dataset, self.prepare, self.seed = dataset, prepare, seed
@@ -146,19 +146,15 @@ class StepItems(Dataset):
         return 2**62  # indexed by global position; the step decides which positions are read
 
     def __getitem__(self, g: int) -> tuple[Any, int, list[str]]:
+        """``prepare`` gets the slot's position g even when a later item fills the slot, so what it
+        derives from the position (a crop offset, the step's task) is the slot's."""
         from videopoet.data.datasets import readable_items
 
         skipped: list[str] = []
-        positions: dict[int, int] = {}
-
-        def candidates():  # g, then the positions after it, until one is usable
-            for attempt in range(MAX_RETRIES):
-                positions[i := self.index(g + attempt)] = g + attempt
-                yield i
-
-        for i, sample in readable_items(self.dataset, candidates(), log=skipped.append):
+        candidates = (self.index(g + attempt) for attempt in range(MAX_RETRIES))
+        for i, sample in readable_items(self.dataset, candidates, log=skipped.append):
             try:
-                return self.prepare(sample, positions[i]), i, skipped
+                return self.prepare(sample, g), i, skipped
             except Exception as e:  # a clip that cannot become a training item is skipped too
                 skipped.append(f"item {i}: {type(e).__name__}: {e}")
         return None, -1, skipped
@@ -187,11 +183,11 @@ class StepBatch(NamedTuple):
     skipped: list[str]  # reasons for the items left out
 
 
-def collate_step(items: list[tuple[Any, int, list[str]]]) -> StepBatch:
+def collate_step(items: list[tuple[Any, int, list[str]]], collate: Callable = default_collate) -> StepBatch:
     good = [(x, i) for x, i, _ in items if x is not None]
     skipped = [r for _, _, reasons in items for r in reasons]
     signature = sum((i * 2654435761) % 2**31 for _, i in good)
-    data = default_collate([x for x, _ in good]) if good else None
+    data = collate([x for x, _ in good]) if good else None
     return StepBatch(data, len(good), signature, skipped)
 
 
@@ -216,6 +212,10 @@ class Recipe:
     def prepare(self, sample: Any, position: int) -> Any:
         """A dataset sample → one training item (raise ValueError to skip it with that reason)."""
         raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> Any:
+        """One rank's readable items of a step → the batch ``train_step`` gets."""
+        return default_collate(items)
 
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
         raise NotImplementedError
@@ -509,7 +509,7 @@ class Engine:
             batch_sampler=StepSampler(
                 self.step, self.cfg.max_steps, self.cfg.batch_size, self.rank, self.world
             ),
-            collate_fn=collate_step,
+            collate_fn=functools.partial(collate_step, collate=recipe.collate),
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None,
@@ -582,8 +582,3 @@ def setup_logging(rank: int | None = None) -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
     fmt = "%(asctime)s %(name)s: %(message)s" if rank == 0 else f"%(asctime)s [rank {rank}] %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-
-
-def nested(cls: type, **defaults: Any) -> Any:
-    """``field(default_factory=…)`` for a nested config table with some defaults changed."""
-    return field(default_factory=lambda: dataclasses.replace(cls(), **defaults))
