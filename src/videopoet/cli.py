@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(top)
     _add_data(top)
     _add_train(top)
+    _add_tokenize(top)
     _add_eval(top)
     return parser
 
@@ -180,6 +181,39 @@ def _add_train(top) -> None:
     p = train.add_parser("audio-tokenizer", help="train the SoundStream audio codec")
     _add_train_args(p)
     p.set_defaults(handler="videopoet.train.audio_tokenizer:main")
+
+
+def _add_tokenize(top) -> None:
+    p = top.add_parser("tokenize", help="pre-tokenize a dataset into token shards for the LM")
+    p.add_argument(
+        "--data", help="dataset spec: synthetic:train[:N], synthetic:heldout[:N], a video/shard folder"
+    )
+    p.add_argument("--out", required=True, help="folder of token shards (tokens-*.tar + tokens.json)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tasks", nargs="+", metavar="TASK", help="store the conditions these tasks need")
+    kinds = "inpainting outpainting_central outpainting_horizontal outpainting_vertical flow_depth".split()
+    kinds_help = f"condition kinds: {', '.join(kinds)} or none (default: all)"
+    which.add_argument("--conditions", nargs="+", choices=[*kinds, "none"], metavar="KIND", help=kinds_help)
+    p.add_argument("--model", help="a pipeline folder with video_tokenizer/ and audio_tokenizer/")
+    p.add_argument(
+        "--video-tokenizer", help="video tokenizer folder (default: --model's, else the bundled one)"
+    )
+    p.add_argument("--audio-tokenizer", help="audio codec folder (default: --model's, else the bundled one)")
+    p.add_argument(
+        "--text", default="auto", help="minilm, none, a T5 folder, or auto (minilm when installed)"
+    )
+    p.add_argument("--text-only", action="store_true", help="add text embeddings to the shards in --out")
+    p.add_argument("--num", type=_int_in(1, MAX_DATA_CLIPS, "clips"), help="tokenize the first N clips")
+    p.add_argument("--seed", type=_seed, default=0, help="first synthetic seed; clip i uses seed + i")
+    p.add_argument("--batch-size", type=_batch, default=8, help=f"clips per batch (at most {MAX_BATCH})")
+    p.add_argument("--workers", type=_int_in(0, 256, "worker processes"), default=2, help="loader processes")
+    shard_help = f"records per shard (at most {MAX_SHARD_CLIPS:,})"
+    p.add_argument("--shard-size", type=_int_in(1, MAX_SHARD_CLIPS, "records"), default=256, help=shard_help)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_clip_format(p, "frames per clip (1 + 4k: 17 or 41)")
+    p.add_argument("--resume", action="store_true", help="continue the set in --out after its last shard")
+    _add_overwrite(p, "the token set in --out, once the new one is complete")
+    p.set_defaults(handler="videopoet.lm.tokenize:main")
 
 
 def _add_eval_common(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
