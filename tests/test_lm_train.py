@@ -121,3 +121,31 @@ def test_cli_trains_on_two_ranks_like_one(tmp_path):
     for a, b in zip(runs[1], runs[2]):
         assert a["task"] == b["task"] and a["data_signature"] == b["data_signature"]
         assert abs(a["loss"] - b["loss"]) <= 1e-5, (a["step"], a["loss"], b["loss"])
+
+
+def test_unigram_baseline_scores_held_out_targets():
+    """benchmarks/lm_unigram_baseline.py: a task whose targets repeat one code scores far below uniform."""
+    import math
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from lm_unigram_baseline import baseline
+
+    from videopoet.lm.records import TokenRecord
+    from videopoet.lm.vocab import Vocab
+
+    class Records(list):
+        vocab = Vocab(2**8, 2, 16)
+
+    def record(i: int, code: int) -> TokenRecord:
+        video = np.full((2, 2, 2), code, dtype=np.int32)
+        return TokenRecord(key=f"c{i}", caption="x", video=video, audio=np.zeros((2, 3), np.int32),
+                           text=np.ones((2, 4), np.float16), text_mask=np.ones(2, bool), conditions={},
+                           width=128, height=128, frames=5)  # fmt: skip
+
+    train, heldout = Records(record(i, 7) for i in range(6)), Records(record(i, 7) for i in range(2))
+    result = baseline(train, heldout, 6, 4, 4)
+    assert set(result) >= {"text_to_video", "video_to_audio"} and "inpainting" not in result  # no conditions
+    assert all(0 < v < math.log(Records.vocab.size) for v in result.values())
+    assert result["unconditional"] < result["video_to_audio"] + 1  # one repeated code vs 2 × 3 audio zeros
