@@ -131,7 +131,6 @@ def test_unigram_baseline_scores_held_out_targets():
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from lm_unigram_baseline import baseline
-
     from videopoet.lm.records import TokenRecord
     from videopoet.lm.vocab import Vocab
 
