@@ -432,27 +432,20 @@ def reconstruction_loss(
 def si_snr_loss(recon: torch.Tensor, target: torch.Tensor, *, cap_db: float = SISNR_CAP_DB) -> torch.Tensor:
     """−SI-SNR / 10 (1.0 = 10 dB) averaged over the global batch's non-silent examples; float32.
 
+    ``eval.metrics.si_snr`` with a soft cap at ``cap_db`` (nearly perfect examples do not dominate).
     Silent references (rms < SILENT_RMS) have no SI-SNR and are left out (the spectral and waveform losses
-    still ask for silence there); a soft cap at ``cap_db`` stops nearly perfect examples from dominating:
-    SNR = 10·log10(‖t‖² / (‖n‖² + 10^(−cap/10)·‖t‖²)). Each rank divides its sum by the global count of
-    loud examples (times the rank count, which gradient averaging divides back out), so the loss is the
-    same mean however the batch is split.
+    still ask for silence there). Each rank divides its sum by the global count of loud examples (times
+    the rank count, which gradient averaging divides back out): the same mean however the batch is split.
     """
     x = recon.reshape(-1, recon.shape[-1]).float()
     y = target.reshape(-1, target.shape[-1]).float()
-    x = x - x.mean(-1, keepdim=True)
-    y = y - y.mean(-1, keepdim=True)
-    energy = y.pow(2).sum(-1)  # (B,)
-    loud = energy > SILENT_RMS**2 * y.shape[-1]
+    y0 = y - y.mean(-1, keepdim=True)
+    loud = y0.pow(2).sum(-1) > SILENT_RMS**2 * y.shape[-1]  # (B,)
     n_loud = float(all_sum(loud.sum().float()))
     if n_loud == 0:
         return recon.new_zeros((), dtype=torch.float32)
-    x, y, energy = x[loud], y[loud], energy[loud]
-    proj = (x * y).sum(-1, keepdim=True) / energy[:, None] * y
-    t = proj.pow(2).sum(-1)
-    noise = (x - proj).pow(2).sum(-1)
-    snr = 10 * torch.log10((t + 1e-12) / (noise + 10 ** (-cap_db / 10) * t + 1e-12))
-    return -snr.sum() * world_size() / n_loud / 10
+    snr = si_snr(x[loud], y[loud], eps=1e-12, cap_db=cap_db)
+    return (-snr.sum() * world_size() / n_loud / 10).float()
 
 
 def train(
