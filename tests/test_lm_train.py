@@ -148,3 +148,54 @@ def test_unigram_baseline_scores_held_out_targets():
     assert set(result) >= {"text_to_video", "video_to_audio"} and "inpainting" not in result  # no conditions
     assert all(0 < v < math.log(Records.vocab.size) for v in result.values())
     assert result["unconditional"] < result["video_to_audio"] + 1  # one repeated code vs 2 × 3 audio zeros
+
+
+def test_cli_tokenizes_then_trains_from_shards_killed_and_resumed(tmp_path):
+    """videopoet tokenize (debug tokenizers, 8 clips) → videopoet train lm on the shards; one run killed
+    with SIGKILL after a few steps and resumed gives the losses and data of one uninterrupted run."""
+    import signal
+    import time
+
+    from videopoet.tokenizers.audio import AudioTokenizer
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    torch.manual_seed(0)
+    VideoTokenizer.from_preset("debug").save_pretrained(tmp_path / "video")
+    AudioTokenizer.from_preset("debug").save_pretrained(tmp_path / "audio")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    cli = [sys.executable, "-m", "videopoet.cli"]
+    tokenize = ["tokenize", "--data", "synthetic:train", "--num", "8", "--size", "32x32", "--frames", "5",
+                "--video-tokenizer", str(tmp_path / "video"), "--audio-tokenizer", str(tmp_path / "audio"),
+                "--text", "none", "--device", "cpu", "--workers", "0", "--batch-size", "4"]  # fmt: skip
+    for split in ("train", "heldout"):
+        argv = [*tokenize, "--out", str(tmp_path / split)]
+        argv[2] = f"synthetic:{split}"
+        proc = subprocess.run([*cli, *argv], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    mix = "tasks={unconditional=1.0, image_to_video=1.0, inpainting=1.0, video_to_audio=1.0}"
+    sets = [f"data='{tmp_path / 'train'}'", f"eval_data='{tmp_path / 'heldout'}'", "model={}", mix,
+            "max_steps=8", "ckpt_every=2", "eval_every=0", "records.text_encoder='none'"]  # fmt: skip
+
+    def argv(out: str, *extra: str) -> list[str]:
+        flags = [a for s in [*sets, f"out_dir='{tmp_path / out}'"] for a in ("--set", s)]
+        return [*cli, "train", "lm", "--config", str(DEBUG), *flags, *extra]
+
+    straight = subprocess.run(argv("a"), env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = subprocess.Popen(argv("b"), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and killed.poll() is None:
+        done = (tmp_path / "b" / "metrics.jsonl").is_file() and [
+            r for r in read_jsonl(tmp_path / "b" / "metrics.jsonl") if r.get("step", 0) >= 3
+        ]
+        if done:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = subprocess.run(argv("b", "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = {k: [r for r in read_jsonl(tmp_path / k / "metrics.jsonl") if "loss" in r] for k in "ab"}
+    assert [r["step"] for r in rows["b"]] == list(range(1, 9))
+    keys = ("task", "loss", "data_signature")
+    assert [[r[k] for k in keys] for r in rows["a"]] == [[r[k] for k in keys] for r in rows["b"]]

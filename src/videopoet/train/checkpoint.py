@@ -42,10 +42,11 @@ class CheckpointError(RuntimeError):
 
 
 # ---------------------------------------------------------------- modules and optimizers <-> flat tensors
-def _options(cpu: bool = True):
+def _options(cpu: bool = True, strict: bool = True):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=is_distributed(), cpu_offload=cpu and is_distributed())
+    full = is_distributed()
+    return StateDictOptions(full_state_dict=full, cpu_offload=cpu and full, strict=strict)
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -81,7 +82,9 @@ def load_optimizer_state(
 ) -> None:
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-    set_optimizer_state_dict(module, opt, optimizer_from_flat(tensors, meta), options=_options(cpu=False))
+    # not strict: a parameter that has had no gradient yet (an unused branch) has no state to restore
+    state = optimizer_from_flat(tensors, meta)
+    set_optimizer_state_dict(module, opt, state, options=_options(cpu=False, strict=False))
 
 
 def optimizer_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
