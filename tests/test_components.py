@@ -271,3 +271,146 @@ def test_bad_directory_is_one_line_naming_the_file(tmp_path, how, file, match):
         ShapeNet.from_pretrained(directory)
     message = str(err.value)
     assert "\n" not in message and str(directory / file if file else directory) in message, message
+
+
+# ------------------------------------------------------------------------------ int8 weight-only storage
+
+
+class _Matrices(torch.nn.Module):
+    """A component dominated by weight matrices, with a bias, a norm and a small matrix beside them."""
+
+    MODEL_TYPE = "test-matrices"
+    CONFIG = ShapeNetConfig  # any config dataclass: only saved and compared here
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.config = config or ShapeNetConfig()
+        self.big = torch.nn.Linear(256, 512)  # 131072 weights + 512 bias
+        self.conv = torch.nn.Conv2d(32, 64, 3)  # (64, 32, 3, 3): 18432 weights
+        self.small = torch.nn.Linear(16, 8)  # 128 weights: under INT8_MIN_ELEMENTS
+        self.norm = torch.nn.LayerNorm(512)
+        self.register_buffer("table", torch.randn(64, 64))  # a buffer: never quantized
+        self.register_buffer("steps", torch.arange(4))
+
+
+def test_quantize_int8_round_trip_error_is_at_most_half_a_step():
+    w = _rand(37, 5, 3) * torch.logspace(-4, 1, 37)[:, None, None]  # channels of very different sizes
+    w[3] = 0.0  # an all-zero channel
+    q, scale = components.quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == w.shape
+    assert scale.shape == (37,) and scale.dtype == torch.float32
+    assert q.abs().max() == 127 and scale[3] == 0 and not q[3].any()
+    back = components.dequantize_int8(q, scale, torch.float32)
+    assert ((w - back).abs() <= scale[:, None, None] / 2 * (1 + 1e-5)).all()
+    assert components.dequantize_int8(q, scale, torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(ValueError):
+        components.quantize_int8(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError):
+        components.dequantize_int8(q, scale[:-1])
+
+
+def test_int8_file_is_four_times_smaller_and_keeps_small_tensors_as_they_are(tmp_path):
+    torch.manual_seed(0)
+    model = _Matrices().eval()
+    save_component(model, tmp_path / "f32")
+    save_component(model, tmp_path / "i8", int8=True)
+    save_component(model, tmp_path / "i8h", int8=True, dtype=torch.float16)
+    f32, i8 = ((tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "i8"))
+    assert 3.5 < f32 / i8 < 4.0, (f32, i8)
+    assert json.loads((tmp_path / "i8" / "config.json").read_text())["storage"] == "int8-weight-only"
+    assert "storage" not in json.loads((tmp_path / "f32" / "config.json").read_text())
+    state = load_file(str(tmp_path / "i8h" / "model.safetensors"))
+    assert {k for k, v in state.items() if v.dtype == torch.int8} == {"big.weight", "conv.weight"}
+    assert state["conv.weight.int8_scale"].shape == (64,) and state["big.weight.int8_scale"].shape == (512,)
+    for name in ("big.bias", "small.weight", "norm.weight", "table"):  # stored as floats, cast to dtype
+        assert torch.equal(state[name], model.state_dict()[name].half()), name
+    assert state["steps"].dtype == torch.int64
+    loaded = load_component(_Matrices, tmp_path / "i8")
+    for name, value in model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == value.dtype, name
+        if name in ("big.weight", "conv.weight"):
+            scale = value.abs().flatten(1).amax(1) / 127
+            assert ((got - value).abs().flatten(1) <= scale[:, None] / 2 * (1 + 1e-5)).all(), name
+            assert not torch.equal(got, value)
+        else:
+            assert torch.equal(got, value), name
+    assert load_component(_Matrices, tmp_path / "i8", dtype=torch.bfloat16).big.weight.dtype == torch.bfloat16
+
+
+def test_int8_prefix_lm_logits_stay_close_to_float(tmp_path):
+    from videopoet.lm.transformer import PrefixLM
+
+    torch.manual_seed(0)
+    lm = PrefixLM.from_preset("debug").eval()
+    ids = torch.randint(0, lm.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(1))
+    prefix = torch.tensor([8, 12])
+    save_component(lm, tmp_path / "f")
+    save_component(lm, tmp_path / "q", int8=True)
+    sizes = [(tmp_path / d / "model.safetensors").stat().st_size for d in ("f", "q")]
+    loaded = PrefixLM.from_pretrained(tmp_path / "q")
+    state = load_file(str(tmp_path / "q" / "model.safetensors"))
+    quantized = {k for k, v in state.items() if v.dtype == torch.int8}
+    assert {"tok_embeddings.weight", "layers.0.attention.wqkv.weight", "output.weight"} <= quantized
+    assert state["norm.weight"].dtype == torch.float32
+    with torch.no_grad():
+        ref, got = lm(ids, prefix), loaded(ids, prefix)
+    # random-init logits are small (|logit| ≤ 0.67 here); measured: max |Δ| 6.7e-3, relative rms 0.9 %
+    delta, peak = (got - ref).abs().max().item(), ref.abs().max().item()
+    rms = ((got - ref).norm() / ref.norm()).item()
+    print(f"debug PrefixLM: {sizes[0]} B fp32, {sizes[1]} B int8; max |dlogit| {delta:.2e} of {peak:.2f}")
+    assert sizes[0] / sizes[1] > 3.5
+    assert delta < 0.02 * peak and rms < 0.02, (delta, peak, rms)
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.95
+
+
+def test_bundled_components_are_unquantized_and_load_as_before():
+    for name in ("video_tokenizer", "audio_tokenizer", "judge_shapes"):
+        directory = components.PRETRAINED_ROOT / name
+        assert "storage" not in json.loads((directory / "config.json").read_text())
+        state = load_file(str(directory / "model.safetensors"))
+        assert not [k for k, v in state.items() if k.endswith(".int8_scale") or v.dtype == torch.int8]
+    # (their loads compared with raw reads of the files: the bundled tests above)
+
+
+def _int8_reader(tmp_path):
+    torch.manual_seed(0)
+    net = ShapeNet(ShapeNetConfig(channels=32, blocks=1, wide=True, trust=True)).eval()
+    save_component(net, tmp_path / "r", int8=True)
+    weights = tmp_path / "r" / "model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k in state if k.endswith(".int8_scale"))
+    return tmp_path / "r", weights, state, key
+
+
+INT8_BAD = {
+    "scale without its tensor": (lambda s, k: s.pop(k[: -len(".int8_scale")]), "has no tensor"),
+    "scale of the wrong length": (lambda s, k: s.__setitem__(k, s[k][:-1]), "one scale per row"),
+    "negative scale": (lambda s, k: s.__setitem__(k, -s[k]), "finite, non-negative"),
+    "int8 tensor without a scale": (lambda s, k: s.pop(k), r"is torch.int8, with no .*int8_scale"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(INT8_BAD))
+def test_corrupt_int8_storage_is_one_line_naming_the_file(tmp_path, how):
+    directory, weights, state, key = _int8_reader(tmp_path)
+    spoil, match = INT8_BAD[how]
+    spoil(state, key)
+    save_file(state, str(weights))
+    with pytest.raises(UserError, match=match) as err:
+        ShapeNet.from_pretrained(directory)
+    assert "\n" not in str(err.value) and str(weights) in str(err.value)
+
+
+def test_int8_marker_and_scales_must_agree(tmp_path):
+    directory, weights, _, key = _int8_reader(tmp_path)
+    cfg = directory / "config.json"
+    meta = json.loads(cfg.read_text())
+    cfg.write_text(json.dumps({k: v for k, v in meta.items() if k != "storage"}))
+    with pytest.raises(UserError, match=f"{key}.*no .storage") as err:
+        ShapeNet.from_pretrained(directory)
+    assert str(weights) in str(err.value)
+    cfg.write_text(json.dumps({**meta, "storage": "int4"}))
+    with pytest.raises(UserError, match="unknown storage 'int4'") as err:
+        ShapeNet.from_pretrained(directory)
+    assert str(cfg) in str(err.value)
