@@ -2,6 +2,7 @@
 head, parameter counts on the meta device, save/load and input checks."""
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -314,3 +315,16 @@ def test_meta_model_allocates_nothing():
     assert all(p.is_meta for p in model.parameters())
     assert math.isclose(sum(p.numel() for p in model.parameters()), param_count("paper-8b"))
     assert Vocab.text_slot == V.text_slot
+
+
+def test_int8_save_loads_close_to_the_float_model(tmp_path):
+    torch.manual_seed(0)
+    model = PrefixLM.from_preset("debug").eval()
+    model.save_pretrained(tmp_path / "q", int8=True)
+    loaded = PrefixLM.from_pretrained(tmp_path / "q")
+    ids = torch.randint(30, model.config.vocab_size, (1, 12))
+    prefix = torch.tensor([4])
+    with torch.no_grad():
+        a, b = model(ids, prefix), loaded(ids, prefix)
+    assert (a - b).abs().max() < 0.02 * a.abs().max()
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["storage"] == "int8-weight-only"

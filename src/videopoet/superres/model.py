@@ -354,10 +354,13 @@ class SuperResTransformer(nn.Module):
             raise UserError(f"unknown super-resolution preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(dataclasses.replace(PRESETS[name], **overrides))
 
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(
+        self, directory: str | Path, dtype: torch.dtype | None = None, int8: bool = False
+    ) -> Path:
+        """``int8``: weight matrices stored int8 with per-row scales (components.save_component)."""
         from videopoet.components import save_component  # on use: building and running need no save/load code
 
-        return save_component(self, directory, dtype=dtype)
+        return save_component(self, directory, dtype=dtype, int8=int8)
 
     @classmethod
     def from_pretrained(
