@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_lm_scaling.py"
 MIX = "tasks={unconditional=1.0, image_to_video=1.0, inpainting=1.0, video_to_audio=1.0}"
 TEXT_FREE = ["--set", MIX, "--set", "records.text_encoder='none'", "--set", "text_dropout=1.0"]
-pytestmark = pytest.mark.usefixtures("one_thread")
+# four torchrun launches each (~30 s on a 2-core CPU): opt-in with --runslow; the engine's own multi-rank,
+# resharding and resume behaviour is in the default suite (tests/test_train_engine.py, test_lm_train.py)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 def _env() -> dict[str, str]:
