@@ -1,6 +1,5 @@
 """Generation metrics as pure functions, the evaluate() loop with fake generators, and the CLI."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -136,11 +135,3 @@ def test_cli_eval_generation_real_writes_report(tmp_path):
     md = (out / "generation.md").read_text()
     assert "t2v_attributes.png" in md and "t2v_samples.gif" in md
     assert (out / "t2v_attributes.png").stat().st_size > 0 and (out / "t2v_samples.gif").stat().st_size > 0
-
-
-@pytest.mark.skipif(importlib.util.find_spec("videopoet.pipeline") is not None, reason="pipeline exists")
-def test_cli_eval_generation_model_without_pipeline_is_a_clear_error(tmp_path, capsys):
-    assert (
-        cli_main(["eval", "generation", "--model", str(tmp_path), "--num", "2", "--out", str(tmp_path)]) == 2
-    )
-    assert "generation pipeline is not available" in capsys.readouterr().err
