@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(top)
     _add_tokenize(top)
     _add_eval(top)
+    _add_generate(top)
     return parser
 
 
@@ -260,6 +261,28 @@ def _add_eval(top) -> None:
     p.add_argument("--out", default="eval_generation", help="output directory for JSON, Markdown, pictures")
     _add_overwrite(p, "an earlier report in --out")
     p.set_defaults(handler="videopoet.eval.generation:main")
+
+
+def _add_generate(top) -> None:
+    p = top.add_parser("generate", help="generate a clip (with sound) from a prompt or media files")
+    p.add_argument("prompt", nargs="?", help="text prompt (text tasks; ignored by the others)")
+    p.add_argument("--task", default="t2v", help="t2v, t2i, i2v, v2a, a2v, t2a, or full names (default: t2v)")
+    p.add_argument("--image", help="image file (i2v)")
+    p.add_argument("--video", help="video file (v2a)")
+    p.add_argument("--audio", help="WAV or video file with sound (a2v)")
+    p.add_argument("--seconds", type=float, help="clip length; 1 + 4k frames at 8 fps nearest (default: 17)")
+    p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--negative-prompt", help="text to steer away from (text tasks)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: 1)")
+    p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="sample among the k likeliest ids")
+    p.add_argument("--model", help="pipeline folder (save_pretrained); default: the bundled model")
+    p.add_argument("--out", default="videopoet.mp4", help="output .mp4, .gif (or .png for t2i)")
+    p.add_argument("--gif", action="store_true", help="also write a GIF next to --out")
+    p.add_argument("--no-audio", action="store_true", help="no sound track (skips video-to-audio)")
+    _add_overwrite(p, "an existing --out (and its .gif)")
+    p.set_defaults(handler="videopoet.generate:main")
 
 
 def _version() -> str:
