@@ -371,3 +371,19 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 def _description(cls: type) -> str:
     return getattr(cls, "DESCRIPTION", None) or f"a {cls.__name__}"
+
+
+class Pretrained:
+    """``save_pretrained`` / ``from_pretrained`` for a model class that declares MODEL_TYPE, CONFIG and
+    BUNDLED (the one save/load, for classes with no per-class quirks)."""
+
+    def save_pretrained(
+        self, directory: str | Path, dtype: torch.dtype | None = None, int8: bool = False
+    ) -> Path:
+        """``int8``: weight matrices stored int8 with per-row scales."""
+        return save_component(self, directory, dtype=dtype, int8=int8)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path | None = None, *, device="cpu", dtype=None):
+        """Load a ``save_pretrained`` directory (None = the bundled weights) in eval mode."""
+        return load_component(cls, directory, device=device, dtype=dtype)

@@ -38,13 +38,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videopoet.components import Pretrained
 from videopoet.errors import UserError
 from videopoet.lm.vocab import VOCABS, Vocab
 
@@ -310,7 +310,7 @@ class FactorizedHead(nn.Module):
 
 
 # ============================================================================================ model
-class PrefixLM(nn.Module):
+class PrefixLM(Pretrained, nn.Module):
     """ids (B, L) + prefix_len (B,) [+ text (B, S, E), text_mask (B, S)] → logits (B, L, V)."""
 
     MODEL_TYPE = "prefix_lm"
@@ -349,23 +349,6 @@ class PrefixLM(nn.Module):
         if name not in PRESETS:
             raise UserError(f"unknown prefix LM preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(dataclasses.replace(PRESETS[name], **overrides))
-
-    def save_pretrained(
-        self, directory: str | Path, dtype: torch.dtype | None = None, int8: bool = False
-    ) -> Path:
-        """``int8``: weight matrices stored int8 with per-row scales (components.save_component)."""
-        from videopoet.components import save_component  # on use: building and running need no save/load code
-
-        return save_component(self, directory, dtype=dtype, int8=int8)
-
-    @classmethod
-    def from_pretrained(
-        cls, directory: str | Path | None = None, *, device: str | torch.device = "cpu", dtype=None
-    ) -> PrefixLM:
-        """Load a ``save_pretrained`` directory (None = the bundled weights) in eval mode."""
-        from videopoet.components import load_component  # on use: building and running need no save/load code
-
-        return load_component(cls, directory, device=device, dtype=dtype)
 
     # ---------------------------------------------------------------------------------------- cache
     def setup_caches(self, max_batch: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None):

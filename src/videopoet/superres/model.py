@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from videopoet.components import Pretrained
 from videopoet.errors import UserError
 from videopoet.lm.transformer import RMSNorm
 
@@ -316,7 +316,7 @@ class SuperResLogits(NamedTuple):
 
 
 # ============================================================================================ model
-class SuperResTransformer(nn.Module):
+class SuperResTransformer(Pretrained, nn.Module):
     """hi_tokens (B, T, H, W) with [MASK]s + lo_tokens (B, T, H/2, W/2) [+ text (B, S, E), text_mask
     (B, S)] → two factor logits (B, T, H, W, N) each."""
 
@@ -353,23 +353,6 @@ class SuperResTransformer(nn.Module):
         if name not in PRESETS:
             raise UserError(f"unknown super-resolution preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(dataclasses.replace(PRESETS[name], **overrides))
-
-    def save_pretrained(
-        self, directory: str | Path, dtype: torch.dtype | None = None, int8: bool = False
-    ) -> Path:
-        """``int8``: weight matrices stored int8 with per-row scales (components.save_component)."""
-        from videopoet.components import save_component  # on use: building and running need no save/load code
-
-        return save_component(self, directory, dtype=dtype, int8=int8)
-
-    @classmethod
-    def from_pretrained(
-        cls, directory: str | Path | None = None, *, device: str | torch.device = "cpu", dtype=None
-    ) -> SuperResTransformer:
-        """Load a ``save_pretrained`` directory (None = the bundled weights) in eval mode."""
-        from videopoet.components import load_component  # on use: building and running need no save/load code
-
-        return load_component(cls, directory, device=device, dtype=dtype)
 
     # ---------------------------------------------------------------------------------------- forward
     def forward(
