@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_pipeline import FakeEncoder  # the one fake text encoder of the pipeline tests
 from videopoet import cli
 from videopoet.generate import frames_for_seconds
 from videopoet.lm.transformer import PrefixLM
@@ -123,22 +124,6 @@ def test_no_bundled_lm(png, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("videopoet.pipeline.PRETRAINED_ROOT", tmp_path)  # a root without transformer/
     rc, err = run(["--task", "i2v", "--image", png, "--out", tmp_path / "x.mp4"], capsys)
     assert rc == 2 and "videopoet train lm" in one_error_line(err)
-
-
-class FakeEncoder:
-    """The TextEncoder protocol, one hashed embedding per word (as in test_pipeline.py): no weights."""
-
-    dim, max_tokens, spec = 384, 64, "minilm"
-
-    def encode(self, texts):
-        words = [t.split()[: self.max_tokens] for t in texts]
-        s = max(len(w) for w in words)
-        emb, mask = torch.zeros(len(texts), s, self.dim), torch.zeros(len(texts), s, dtype=torch.bool)
-        for i, ws in enumerate(words):
-            for j, w in enumerate(ws):
-                g = torch.Generator().manual_seed(sum(map(ord, w)))
-                emb[i, j], mask[i, j] = torch.randn(self.dim, generator=g), True
-        return emb, mask
 
 
 def test_text_tasks_png_and_gif(model, tmp_path, capsys, monkeypatch, one_thread):
