@@ -20,6 +20,7 @@ configured tokenizers (small runs). Each item is one tokenized clip; the step de
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +274,7 @@ class LMRecipe(Recipe):
 
             ds = open_records(self.cfg.heldout_spec(), self.cfg, split="heldout")
             items = readable_items(ds, range(len(ds)), log=log.warning)
-            self._eval = [r for _, r in zip(range(self.cfg.eval_items), (rec for _, rec in items))]
+            self._eval = [record for _, record in itertools.islice(items, self.cfg.eval_items)]
         return self._eval
 
     @torch.no_grad()
