@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokenize(top)
     _add_eval(top)
     _add_generate(top)
+    _add_assemble(top)
     return parser
 
 
@@ -283,6 +284,18 @@ def _add_generate(top) -> None:
     p.add_argument("--no-audio", action="store_true", help="no sound track (skips video-to-audio)")
     _add_overwrite(p, "an existing --out (and its .gif)")
     p.set_defaults(handler="videopoet.generate:main")
+
+
+def _add_assemble(top) -> None:
+    p = top.add_parser("assemble", help="build a pipeline folder from trained component folders")
+    p.add_argument("--video-tokenizer", required=True, help="video tokenizer folder (a run's final/)")
+    p.add_argument("--audio-tokenizer", required=True, help="audio codec folder (a run's final/)")
+    p.add_argument("--transformer", required=True, help="prefix LM folder (a run's final/)")
+    p.add_argument("--text", default="minilm", help="minilm, none, or a T5 folder (the LM's tokens' encoder)")
+    p.add_argument("--out", required=True, help="pipeline folder to write (model_index.json + components)")
+    p.add_argument("--int8", action="store_true", help="store the transformer int8 weight-only (~1/4 size)")
+    _add_overwrite(p, "a pipeline already in --out")
+    p.set_defaults(handler="videopoet.assemble:main")
 
 
 def _version() -> str:
