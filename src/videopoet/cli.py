@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(top)
     _add_generate(top)
     _add_assemble(top)
+    _add_upscale(top)
     return parser
 
 
@@ -186,6 +187,9 @@ def _add_train(top) -> None:
     p = train.add_parser("lm", help="train the prefix LM on token shards or tokenized-on-the-fly clips")
     _add_train_args(p)
     p.set_defaults(handler="videopoet.train.lm:main")
+    p = train.add_parser("superres", help="train the token-space super-resolution transformer (2x)")
+    _add_train_args(p)
+    p.set_defaults(handler="videopoet.train.superres:main")
 
 
 def _add_tokenize(top) -> None:
@@ -284,6 +288,29 @@ def _add_generate(top) -> None:
     p.add_argument("--no-audio", action="store_true", help="no sound track (skips video-to-audio)")
     _add_overwrite(p, "an existing --out (and its .gif)")
     p.set_defaults(handler="videopoet.generate:main")
+
+
+def _add_upscale(top) -> None:
+    p = top.add_parser("upscale", help="upscale a clip 2x or 4x with a super-resolution model (keeps sound)")
+    p.add_argument("input", metavar="IN", help="a video file (width and height multiples of 8)")
+    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--factor", type=int, choices=[2, 4], default=2, help="2 (one stage) or 4 (two stages)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="super-resolution folder (videopoet train superres); twice: stage 1 then stage 2 of --factor 4",
+    )
+    p.add_argument("--video-tokenizer", metavar="DIR", help="video tokenizer folder (default: the bundled)")
+    p.add_argument("--prompt", help="text describing the clip (optional; text guidance needs it)")
+    p.add_argument("--steps", type=_int_in(1, 1000, "steps"), default=24, help="MaskGIT steps per stage")
+    p.add_argument("--guidance-text", type=float, default=4.0, help="text guidance scale (with --prompt)")
+    p.add_argument("--guidance-lowres", type=float, default=1.0, help="low-res condition guidance scale")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_overwrite(p, "an existing --out")
+    p.set_defaults(handler="videopoet.superres.upscale:main")
 
 
 def _add_assemble(top) -> None:

@@ -107,8 +107,9 @@ PRESETS: dict[str, SuperResConfig] = {
         temporal=(0, 2, 2),
     ),
     # The bundled tokenizer (2^12 codes → two 64-way heads): 5×16×16 → 5×32×32 (128 → 256 px) and
-    # portrait 5×28×16 → 5×56×32; the windows hold 128–320 tokens and tile both grids.
-    "tiny": SuperResConfig(),
+    # portrait 5×28×16 → 5×56×32; the windows hold 128–320 tokens and tile both grids. 5.2M parameters:
+    # small enough to ship int8 (~5 MB) beside the tokenizers.
+    "tiny": SuperResConfig(dim=192, n_blocks=3, n_heads=4, mlp_mult=3),
     # 224×128 → 448×256: grid (5, 56, 32), the paper's stage-1 windows.
     "paper-stage1": SuperResConfig(
         codebook_bits=18,

@@ -1,0 +1,228 @@
+"""Token-space upscaling with a trained ``SuperResTransformer``: tokens → 2× tokens (one stage), frames →
+2× or 4× frames (tokenize, one or two chained stages, decode), and ``videopoet upscale``.
+
+Dimension key: B batch, T frames, H W pixels, t h w the low-res token grid (the high-res one is t, 2h, 2w).
+
+A stage doubles the token grid: MaskGIT decoding (``sampling.masked.maskgit_decode``) of the high-res
+tokens given the low-res ones (and the text). 4× chains two stages: the second reads the first one's
+tokens, so the clip is decoded to pixels once, at the end. One model may serve both stages (its windows
+resolve on any grid they tile) or each stage gets its own (the paper's stage 1 / stage 2).
+
+``videopoet upscale IN --out OUT``: checks the arguments, the input clip (size a multiple of 8, at most
+``cli.MAX_CLIP_PIXELS`` pixels after upscaling) and the output path before any model loads; keeps the
+clip's frame rate and sound (cut to the frames kept: the tokenizer takes 1 + 4k frames); writes the mp4
+atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from videopoet.errors import UserError
+from videopoet.superres.model import SuperResTransformer, resolve_window
+
+FACTORS = (2, 4)
+
+
+def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) -> str | None:
+    """Why ``model`` cannot upscale a low-res token grid (t, h, w), or None when it can."""
+    t, h, w = lo_grid
+    for window in model.config.windows:
+        try:
+            sizes = resolve_window(window, (t, 2 * h, 2 * w))
+        except ValueError as e:
+            return str(e)
+        if sizes[1] % 2 or sizes[2] % 2:
+            return f"window {window} resolves to {sizes} on the grid {(t, 2 * h, 2 * w)}: odd spatial size"
+    return None
+
+
+@torch.no_grad()
+def upscale_tokens(
+    model: SuperResTransformer,
+    lo_tokens: torch.Tensor,
+    text: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    *,
+    steps: int = 24,
+    text_scale: float = 1.0,
+    lo_scale: float = 1.0,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> torch.Tensor:
+    """One 2× stage: low-res tokens (B, t, h, w) → high-res tokens (B, t, 2h, 2w). ValueError when the
+    model's windows do not tile the high-res grid."""
+    from videopoet.sampling.masked import maskgit_decode
+
+    why = stage_grid_error(model, tuple(lo_tokens.shape[1:]))
+    if why:
+        raise ValueError(f"super-resolution of a {tuple(lo_tokens.shape[1:])} token grid: {why}")
+    return maskgit_decode(
+        model, lo_tokens, text, text_mask, steps=steps, text_scale=text_scale, lo_scale=lo_scale,
+        temperature=temperature, seed=seed,
+    )  # fmt: skip
+
+
+def chain_stages(
+    stages: Sequence[SuperResTransformer], tokens: torch.Tensor, text=None, text_mask=None, **kw
+):
+    """Run the stages one after another (stage i seeded seed + i) → tokens (B, t, 2^n h, 2^n w)."""
+    seed = kw.pop("seed", 0)
+    for i, model in enumerate(stages):
+        dev = next(model.parameters()).device
+        tokens = upscale_tokens(
+            model, tokens.to(dev), _on(text, dev), _on(text_mask, dev), seed=seed + i, **kw
+        )
+    return tokens
+
+
+def _on(x, device):
+    return None if x is None else x.to(device)
+
+
+@torch.no_grad()
+def upscale_frames(frames: np.ndarray, tokenizer, stages: Sequence[SuperResTransformer], **kw) -> np.ndarray:
+    """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages): tokenize,
+    chain the stages (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode."""
+    from videopoet.data.sample import frames_to_tensor, tensor_to_frames
+
+    device = next(tokenizer.parameters()).device
+    lo = tokenizer.encode(frames_to_tensor(frames)[None].to(device))  # (1, t, h, w)
+    hi = chain_stages(stages, lo, **kw)
+    return tensor_to_frames(tokenizer.decode(hi.to(device))[0])
+
+
+def stages_for(models: Sequence[SuperResTransformer], factor: int) -> list[SuperResTransformer]:
+    """The models of a 2× or 4× upscale: one model serves both 4× stages unless two are given."""
+    if factor not in FACTORS:
+        raise ValueError(f"the upscale factor must be 2 or 4, got {factor}")
+    if not models:
+        raise ValueError("no super-resolution model")
+    n = 1 if factor == 2 else 2
+    return [models[min(i, len(models) - 1)] for i in range(n)]
+
+
+def check_vocabulary(tokenizer, models: Sequence[SuperResTransformer]) -> None:
+    bits = tokenizer.config.codebook_bits
+    for model in models:
+        if model.config.codebook_bits != bits:
+            raise UserError(
+                f"the super-resolution model predicts {model.config.codebook_bits}-bit tokens but the video "
+                f"tokenizer makes {bits}-bit ones: they were not trained together (see --video-tokenizer)"
+            )
+
+
+# ============================================================================================ the command
+NO_MODEL = (
+    "no super-resolution model is bundled yet: pass --model DIR, a folder written by "
+    "`videopoet train superres` (its out_dir/final)"
+)
+
+
+def _check_args(args) -> tuple[Path, Path]:
+    from videopoet.errors import require
+    from videopoet.outputs import check_output
+
+    src = Path(args.input).expanduser()
+    if not src.is_file():
+        raise UserError(f"{args.input}: no such file")
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out {args.out}: the file must end in .mp4")
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    require("av")
+    check_output(out, overwrite=args.overwrite)
+    if src.resolve() == out.resolve():
+        raise UserError(f"--out {args.out} is the input clip; write to another file")
+    if not args.model:
+        raise UserError(NO_MODEL)
+    if len(args.model) > 2:
+        raise UserError("--model: give one folder (used by every stage) or two (stage 1, stage 2)")
+    return src, out
+
+
+def _read_clip(src: Path, factor: int):
+    """The clip's first 1 + 4k frames (and the sound under them), its size checked before decoding."""
+    from videopoet.cli import MAX_CLIP_PIXELS
+    from videopoet.data.media import probe_video, read_video
+
+    info = probe_video(src)
+    if info.width % 8 or info.height % 8:
+        raise UserError(
+            f"{src}: {info.width}x{info.height}; width and height must be multiples of 8 (crop or resize it)"
+        )
+    frames_est = max(1, info.num_frames)
+    if frames_est * info.width * info.height * factor**2 > MAX_CLIP_PIXELS:
+        raise UserError(
+            f"{src}: {frames_est} frames of {info.width * factor}x{info.height * factor} after upscaling is "
+            f"more than {MAX_CLIP_PIXELS:,} pixels; cut the clip"
+        )
+    data = read_video(src)
+    keep = 1 + 4 * ((len(data.frames) - 1) // 4)
+    if keep < len(data.frames):
+        print(f"videopoet: note: keeping {keep} of {len(data.frames)} frames (1 + 4k)", file=sys.stderr)
+    audio = None
+    if data.audio is not None:
+        audio = data.audio[: int(round(keep / data.fps * data.sample_rate))]
+    return data.frames[:keep], data.fps, audio, data.sample_rate
+
+
+def load_models(args, device) -> tuple:
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    for folder in args.model:
+        if not Path(folder).expanduser().is_dir():
+            raise UserError(f"--model {folder}: no such folder (a super-resolution component folder)")
+    models = [SuperResTransformer.from_pretrained(Path(m).expanduser(), device=device) for m in args.model]
+    tokenizer = VideoTokenizer.from_pretrained(args.video_tokenizer, device=device).eval()
+    check_vocabulary(tokenizer, models)
+    return tokenizer, [m.eval() for m in models]
+
+
+def _prompt(args, models, device):
+    if not args.prompt:
+        return None, None
+    from videopoet.text import load_text_encoder
+
+    encoder = load_text_encoder(device=device)
+    if encoder.dim != models[0].config.text_dim:
+        raise UserError(f"the text encoder gives {encoder.dim}-d embeddings; the model takes its own width")
+    text = encoder.encode([args.prompt])
+    return text.embeddings, text.mask
+
+
+def main(args) -> int:
+    from videopoet.data.media import write_mp4
+    from videopoet.device import pick_device
+
+    src, out = _check_args(args)
+    frames, fps, audio, rate = _read_clip(src, args.factor)
+    device = pick_device(args.device)
+    tokenizer, models = load_models(args, device)
+    stages = stages_for(models, args.factor)
+    grid = tokenizer.latent_shape(*frames.shape[:3])
+    for i, model in enumerate(stages):
+        stage_grid = (grid[0], grid[1] * 2**i, grid[2] * 2**i)
+        why = stage_grid_error(model, stage_grid)
+        if why:
+            raise UserError(
+                f"{src}: {frames.shape[2]}x{frames.shape[1]} cannot be upscaled by this model: {why}"
+            )
+    text, text_mask = _prompt(args, models, device)
+    h, w = frames.shape[1:3]
+    print(f"videopoet: upscaling {len(frames)} frames {w}x{h} → {w * args.factor}x{h * args.factor} ...",
+          file=sys.stderr, flush=True)  # fmt: skip
+    big = upscale_frames(
+        frames, tokenizer, stages, text=text, text_mask=text_mask, steps=args.steps,
+        text_scale=args.guidance_text if text is not None else 1.0, lo_scale=args.guidance_lowres,
+        seed=args.seed,
+    )  # fmt: skip
+    write_mp4(out, big, fps, audio, rate if audio is not None else 16000)
+    print(f"videopoet: wrote {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,335 @@
+"""The super-resolution transformer's recipe for the training engine (``videopoet train superres``).
+
+MAGVIT masked modeling in token space (spec §5). An item is one high-res clip (``width`` × ``height``);
+per item, seeded by its position (so resume and rank count do not change it):
+
+- the **target**: the frozen video tokenizer's tokens (t, H, W) of the clip;
+- the **condition**: the tokens (t, H/2, W/2) of its bicubic 2× downsampling, with a random subset (a rate
+  drawn from [0, ``lo_noise``]) resampled uniformly — noise augmentation, so the model learns to doubt its
+  low-res input as it must at inference, where that input is an LM's sample;
+- **masking**: a ratio r = cos(π/2 · u), u ~ U(0, 1) (the cosine schedule MaskGIT decodes with), of the
+  target positions is set to [MASK]; the loss is the cross-entropy of both factor heads on those positions
+  only (the mean of the two, per masked token);
+- **condition dropout** for classifier-free guidance: the low-res condition (all [MASK]) and the text (an
+  all-False mask) are each dropped for ``lo_dropout`` / ``text_dropout`` of the items.
+
+The clips are tokenized on the fly inside the step, on the training device (the tokenizer is frozen and
+the step's inputs are pixels: no token shards to prepare); text comes from the configured encoder
+(MiniLM by default, ``"none"`` for none). ``video_tokenizer = "preset:NAME"`` builds a freshly initialised
+tokenizer of that preset (seeded; for runs that test the plumbing) and writes it to
+``out_dir/video_tokenizer`` next to the export, so ``videopoet upscale --video-tokenizer`` can find it.
+Data order, checkpoints, resume, EMA export and torchrun come from ``train/loop.py``; the final export is a
+component folder (``components.py``): ``out_dir/final``, the EMA weights in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videopoet.config import ConfigError, load_config
+from videopoet.device import autocast
+from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
+from videopoet.train.common import EMA
+from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
+
+log = logging.getLogger("videopoet.train.superres")
+
+PRESET_TOKENIZER = "preset:"  # video_tokenizer = "preset:debug": a fresh, seeded tokenizer of that preset
+
+
+@dataclass(kw_only=True)
+class SuperResTrainConfig(TrainConfig):
+    out_dir: str = "runs/superres"
+    video_tokenizer: str = ""  # "" = the bundled one, a component folder, or "preset:NAME" (see above)
+    text_encoder: str = "minilm"  # "minilm", a T5 folder, or "none"
+    frames: int = 17  # clip length (1 + 4k)
+    width: int = 256  # high-res width (the condition is half of it; a multiple of 16)
+    height: int = 256  # high-res height
+    lo_noise: float = 0.1  # most of the low-res tokens resampled in an item (rate ~ U(0, lo_noise))
+    lo_dropout: float = 0.1  # items whose low-res condition is dropped (classifier-free guidance)
+    text_dropout: float = 0.1  # items whose text is dropped
+    eval_items: int = 8  # held-out clips of the held-out masked-token loss
+    num_samples: int = 2  # held-out clips MaskGIT-decoded into each preview
+    sample_steps: int = 12  # MaskGIT steps of a preview
+
+    RENAMED: ClassVar[dict[str, str]] = TrainConfig.RENAMED
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset {self.preset!r} unknown; choose one of {sorted(PRESETS)}")
+        if (self.frames - 1) % 4 or self.frames < 1 or self.width % 16 or self.height % 16:
+            raise ConfigError(
+                f"clips must be 1 + 4k frames and multiples of 16 pixels (the condition is half as large), "
+                f"got {self.frames} frames {self.width}x{self.height}"
+            )
+        for name in ("lo_noise", "lo_dropout", "text_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.sample_steps < 1 or self.eval_items < 1:
+            raise ConfigError("sample_steps and eval_items must be at least 1")
+
+    def model_config(self) -> SuperResConfig:
+        try:
+            return dataclasses.replace(PRESETS[self.preset], **self.model)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model overrides {self.model}: {e}") from None
+
+
+# ============================================================================================ items
+@dataclass(frozen=True)
+class ItemDraws:
+    """An item's random choices, a pure function of (seed, position): picklable, made in loader workers."""
+
+    seed: int
+    hi_grid: tuple[int, int, int]  # (t, H, W) target token grid
+    codebook_size: int
+    lo_noise: float
+    lo_dropout: float
+    text_dropout: float
+
+    def __call__(self, sample: Any, position: int) -> dict[str, Any]:
+        from videopoet.data.sample import frames_to_tensor
+
+        rng = np.random.default_rng([self.seed, position, 0x5E7])
+        t, h, w = self.hi_grid
+        lo_grid = (t, h // 2, w // 2)
+        n_hi = t * h * w
+        ratio = math.cos(math.pi / 2 * rng.random())  # the cosine schedule at a uniform progress
+        n_masked = min(n_hi, max(1, math.ceil(ratio * n_hi)))
+        hi_mask = np.zeros(n_hi, dtype=bool)
+        hi_mask[rng.permutation(n_hi)[:n_masked]] = True
+        noise_mask = rng.random(lo_grid) < rng.uniform(0.0, self.lo_noise)
+        return {
+            "video": frames_to_tensor(sample.frames),  # (3, T, H, W) in [-1, 1]
+            "caption": sample.caption or "",
+            "hi_mask": torch.from_numpy(hi_mask.reshape(self.hi_grid)),  # (t, H, W)
+            "noise_mask": torch.from_numpy(noise_mask),  # (t, H/2, W/2)
+            "noise_ids": torch.from_numpy(rng.integers(0, self.codebook_size, lo_grid)),  # (t, H/2, W/2)
+            "drop_lo": bool(rng.random() < self.lo_dropout),
+            "drop_text": bool(rng.random() < self.text_dropout),
+        }
+
+
+def downsample(video: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """(B, 3, T, H, W) in [-1, 1] → (B, 3, T, H/f, W/f): bicubic (antialiased), frame by frame."""
+    b, c, t, h, w = video.shape
+    frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B·T, 3, H, W)
+    small = F.interpolate(frames, size=(h // factor, w // factor), mode="bicubic", antialias=True)
+    return small.reshape(b, t, c, h // factor, w // factor).transpose(1, 2).clamp(-1, 1)
+
+
+def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int):
+    """Tokens and an item's draws → (masked high-res input, low-res condition): masking, noise
+    augmentation, low-res dropout."""
+    lo = torch.where(batch["noise_mask"], batch["noise_ids"], lo_tokens)
+    lo = lo.masked_fill(batch["drop_lo"].view(-1, 1, 1, 1), mask_id)
+    return hi_tokens.masked_fill(batch["hi_mask"], mask_id), lo
+
+
+def masked_loss(logits, hi_tokens, hi_mask, factor_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over masked positions of (CE head a + CE head b) / 2 → (loss, token accuracy)."""
+    from videopoet.superres.model import split_ids
+
+    a, b = split_ids(hi_tokens[hi_mask], factor_size)  # (M,) each
+    la, lb = logits.a[hi_mask].float(), logits.b[hi_mask].float()  # (M, N) each
+    loss = (F.cross_entropy(la, a) + F.cross_entropy(lb, b)) / 2
+    correct = (la.argmax(-1) == a) & (lb.argmax(-1) == b)
+    return loss, correct.float().mean()
+
+
+# ============================================================================================ recipe
+class SuperResRecipe(Recipe):
+    progress_keys = ("loss", "acc")
+
+    def __init__(self, cfg: SuperResTrainConfig, engine: Engine):
+        self.cfg, self.engine = cfg, engine
+        dev = engine.device
+        self.tokenizer = _load_tokenizer(cfg.video_tokenizer).to(dev).eval().requires_grad_(False)
+        mcfg = cfg.model_config()
+        if mcfg.codebook_bits != self.tokenizer.config.codebook_bits:
+            raise ConfigError(
+                f"preset {cfg.preset!r} predicts {mcfg.codebook_bits}-bit tokens; the video tokenizer makes "
+                f"{self.tokenizer.config.codebook_bits}-bit ones (set model.codebook_bits or another preset)"
+            )
+        model = SuperResTransformer(mcfg)
+        if cfg.init_from:
+            model.load_state_dict(SuperResTransformer.from_pretrained(cfg.init_from).state_dict())
+        self.mcfg = mcfg
+        self.model = engine.shard(model.to(dev), model.blocks)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 and engine.world == 1 else None
+        self.state = {"model": self.model, "opt": OptimizerOf(self.opt, self.model)}
+        if self.ema is not None:
+            self.state["ema"] = self.ema
+        self.fwd = torch.compile(self.model) if cfg.compile else self.model
+        self.text = None if cfg.text_encoder == "none" else _text_encoder(cfg.text_encoder, dev)
+        if self.text is not None and self.text.dim != mcfg.text_dim:
+            raise ConfigError(f"text encoder {cfg.text_encoder!r} is {self.text.dim}-d; the model takes "
+                              f"text_dim={mcfg.text_dim}")  # fmt: skip
+        self.hi_grid = self.tokenizer.latent_shape(cfg.frames, cfg.height, cfg.width)
+        self._eval: list | None = None
+
+    # ------------------------------------------------------------------ data
+    def _open(self, spec: str, split: str):
+        from videopoet.data.datasets import open_dataset
+
+        c = self.cfg
+        return open_dataset(spec, frames=c.frames, width=c.width, height=c.height, split=split, seed=0)
+
+    def dataset(self):
+        return self._open(self.cfg.data, "train")
+
+    @property
+    def prepare(self):
+        c = self.cfg
+        codes = 2**self.mcfg.codebook_bits
+        return ItemDraws(c.seed, self.hi_grid, codes, c.lo_noise, c.lo_dropout, c.text_dropout)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        stacked = ("video", "hi_mask", "noise_mask", "noise_ids")
+        out = {k: torch.stack([it[k] for it in items]) for k in stacked}
+        out["drop_lo"] = torch.tensor([it["drop_lo"] for it in items])
+        out["drop_text"] = torch.tensor([it["drop_text"] for it in items])
+        out["caption"] = [it["caption"] for it in items]
+        return out
+
+    # ------------------------------------------------------------------ one step
+    @torch.no_grad()
+    def _tokens(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips (B, 3, T, H, W) → target tokens (B, t, H', W') and condition tokens (B, t, H'/2, W'/2)."""
+        return self.tokenizer.encode(video), self.tokenizer.encode(downsample(video))
+
+    @torch.no_grad()
+    def _text(self, captions: list[str], drop: torch.Tensor):
+        """Captions → (text (B, S, E), text_mask (B, S)) with dropped and empty captions masked out."""
+        if self.text is None:
+            return None, None
+        keep = [bool(c.strip()) for c in captions]
+        out = self.text.encode([c if k else "-" for c, k in zip(captions, keep)])
+        dev = self.engine.device
+        ok = torch.tensor(keep, device=dev) & ~drop.to(dev)
+        return out.embeddings.to(dev), out.mask.to(dev) & ok[:, None]
+
+    def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        hi_tokens, lo_tokens = self._tokens(batch["video"])
+        hi_in, lo_in = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id)
+        text, text_mask = self._text(batch["caption"], batch["drop_text"])
+        with autocast(self.engine.device, self.engine.amp):
+            logits = self.fwd(hi_in, lo_in, text, text_mask)
+        return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
+        lr = self.cfg.lr_at(step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss, acc = self._loss(batch)
+        norm = self.engine.step_optimizer(loss, self.opt)
+        if self.ema is not None and norm is not None:
+            self.ema.update(self.model)
+        return {
+            "loss": loss.item(),
+            "acc": acc.item(),
+            "masked": float(batch["hi_mask"].float().mean()),
+            "lr": lr,
+            "grad_norm": float("nan") if norm is None else norm,
+        }
+
+    # ------------------------------------------------------------------ held-out
+    def _eval_batch(self) -> dict[str, Any]:
+        if self._eval is None:
+            from videopoet.data.datasets import readable_items
+
+            ds = self._open(self.cfg.heldout_spec(), "heldout")
+            items = readable_items(ds, range(len(ds)), log=log.warning)
+            draws = self.prepare
+            self._eval = [draws(s, i) for i, s in itertools.islice(items, self.cfg.eval_items)]
+        batch = self.collate(self._eval)
+        return {k: v.to(self.engine.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """Held-out masked-token loss and accuracy (the items' own draws, fixed from run to run)."""
+        self.model.eval()
+        loss, acc = self._loss(self._eval_batch())
+        return {"val_loss": loss.item(), "val_acc": acc.item()}
+
+    @torch.no_grad()
+    def write_samples(self, folder: Path) -> None:
+        """Held-out clips (top) over their 2× super-resolution from the downsampled clip (bottom), with the
+        tokenizer's own reconstruction PSNR beside the SR's in ``psnr.txt``."""
+        from videopoet.eval.metrics import psnr
+        from videopoet.eval.report import write_preview
+        from videopoet.sampling.masked import maskgit_decode
+
+        self.model.eval()
+        video = self._eval_batch()["video"][: self.cfg.num_samples]
+        hi_tokens, lo_tokens = self._tokens(video)
+        sr = maskgit_decode(self.model, lo_tokens, steps=self.cfg.sample_steps, seed=self.cfg.seed)
+        out, ceiling = self.tokenizer.decode(sr), self.tokenizer.decode(hi_tokens)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_preview(folder / "superres", video.float().cpu(), out.float().cpu())
+        text = f"sr_psnr {psnr(out, video).mean():.3f}\ntokenizer_psnr {psnr(ceiling, video).mean():.3f}\n"
+        (folder / "psnr.txt").write_text(text)
+
+    def export(self, folder: Path) -> None:
+        """The EMA weights (float32 component); a preset tokenizer is written beside, for upscaling."""
+        from videopoet.train.checkpoint import module_state
+
+        state = module_state(self.model)
+        if not self.engine.is_main:
+            return
+        model = SuperResTransformer(dataclasses.replace(self.mcfg))
+        model.load_state_dict(state)
+        if self.ema is not None:
+            self.ema.copy_to(model)
+        model.save_pretrained(folder)
+        if self.cfg.video_tokenizer.startswith(PRESET_TOKENIZER):
+            self.tokenizer.cpu().save_pretrained(folder.parent / "video_tokenizer")
+            self.tokenizer.to(self.engine.device)
+
+
+def _load_tokenizer(spec: str):
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    if spec.startswith(PRESET_TOKENIZER):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same "random" tokenizer on every rank and every resume
+            return VideoTokenizer.from_preset(spec[len(PRESET_TOKENIZER) :])
+    return VideoTokenizer.from_pretrained(spec or None)
+
+
+def _text_encoder(spec: str, device):
+    from videopoet.text import load_text_encoder
+
+    return load_text_encoder(spec, device=device)
+
+
+def train(
+    cfg: SuperResTrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> int:
+    engine = Engine(cfg)
+    return engine.run(SuperResRecipe(cfg, engine), resume=resume, overwrite=overwrite, progress=progress)
+
+
+def main(args) -> int:
+    setup_logging()
+    cfg = load_config(SuperResTrainConfig, args.config, args.set)
+    status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    if status == 0:
+        out = Path(cfg.out_dir)
+        print(f"super-resolution: checkpoints in {out / 'checkpoints'}, weights in {out / 'final'}")
+    return status
