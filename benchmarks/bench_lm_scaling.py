@@ -113,6 +113,8 @@ def flop_terms(mcfg) -> dict[str, Any]:
     blocks = param_count(mcfg, include_vocab=False)
     with torch.device("meta"):
         head = sum(p.numel() for p in PrefixLM(mcfg).output.parameters())
+    if mcfg.tie_embeddings:  # the tied head's matmul is the embedding's V · D matrix
+        head = mcfg.vocab_size * mcfg.dim
     return {"params_blocks": blocks, "params_head": head, "n_layers": mcfg.n_layers, "dim": mcfg.dim}
 
 

@@ -1,9 +1,13 @@
 """Prefix LM contracts on the debug preset: the prefix-LM mask, text slots, KV-cache parity, the factorized
-head, parameter counts on the meta device, save/load and input checks."""
+and tied heads, parameter counts on the meta device, save/load and input checks."""
 
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 V = VOCABS["debug"]
 S = 4  # text slots used by these sequences
 FACTORIZED = {"factorized_visual": (V.visual_start, V.visual_codebook_size)}  # 2^8 → 2 × 16
+TIED = {"tie_embeddings": True}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model(**overrides) -> PrefixLM:
@@ -154,7 +160,9 @@ def test_padding_is_never_attended_to(model):
 
 
 # ------------------------------------------------------------------------------------------ KV cache
-@pytest.mark.parametrize("overrides", [{}, {"n_kv_heads": 2}, FACTORIZED], ids=["mha", "gqa", "factorized"])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"n_kv_heads": 2}, FACTORIZED, TIED], ids=["mha", "gqa", "factorized", "tied"]
+)
 def test_kv_cache_matches_uncached_logits(overrides):
     model = _model(**overrides)
     ids, prefix_len, text = _batch(rows=2)
@@ -219,12 +227,13 @@ def test_param_counts_on_the_meta_device(capsys):
         for name, (total, blocks) in counts.items():
             print(f"\n{name:>11}: {total / 1e6:9.2f}M parameters, {blocks / 1e6:9.2f}M outside the vocab")
     assert 100e3 < counts["debug"][0] < 1e6  # "a few hundred K"
-    assert 19e6 < counts["tiny"][0] < 22e6  # "≈20M"
+    assert counts["tiny"][0] == 14_013_312  # docs/components.md and docs/pretrained.md state it
     for name, size in (("paper-300m", 300e6), ("paper-1b", 1e9), ("paper-8b", 8e9)):
         assert 0.95 < counts[name][1] / size < 1.05, name  # the paper's sizes, on the blocks alone
     tiny = PRESETS["tiny"]
-    assert (tiny.dim, tiny.n_layers, tiny.vocab_size) == (384, 8, VOCABS["tiny"].size)
-    assert tiny.factorized_visual is None and PRESETS["paper-8b"].vocab_size == VOCABS["paper"].size
+    assert (tiny.dim, tiny.n_layers, tiny.n_heads, tiny.vocab_size) == (384, 6, 6, VOCABS["tiny"].size)
+    assert tiny.tie_embeddings and tiny.factorized_visual is None
+    assert PRESETS["paper-8b"].vocab_size == VOCABS["paper"].size
     # a 17-frame 128×128 clip with its audio and 64 text slots fits (≈1,800 tokens)
     assert tiny.max_seq_len >= tiny.text_slots + 1280 + 4 * 106 + 20
 
@@ -236,10 +245,85 @@ def test_debug_preset_matches_a_direct_count():
     per_block = 4 * cfg.dim**2 + 3 * cfg.dim * cfg.ffn_dim + 2 * cfg.dim
     expected = 2 * cfg.vocab_size * cfg.dim + cfg.text_dim * cfg.dim + cfg.n_layers * per_block + cfg.dim
     assert param_count("debug") == expected
+    tied = dataclasses.replace(cfg, **TIED)
+    assert param_count(tied) == expected - cfg.vocab_size * cfg.dim  # the head's matrix is the embedding
+    assert param_count(tied, include_vocab=False) == param_count("debug", include_vocab=False)
+
+
+# ------------------------------------------------------------------------------------------ tied head
+def test_tied_head_is_the_embedding():
+    model = _model(**TIED)
+    assert model.output.weight is model.tok_embeddings.weight
+    assert sum(p is model.tok_embeddings.weight for p in model.parameters()) == 1
+    state = model.state_dict()
+    assert not any(k.startswith("output.") for k in state)
+    assert len({t.data_ptr() for t in state.values()}) == len(state)  # no tensor under two names
+    ids, prefix_len, text = _batch(rows=1)
+    h = model.hidden_states(ids, prefix_len, text)
+    assert torch.equal(model(ids, prefix_len, text), h @ model.tok_embeddings.weight.T)
+    # the embedding learns from both ends: its rows of tokens absent from the input still get a gradient
+    model(ids, prefix_len, text).logsumexp(-1).sum().backward()
+    absent = torch.ones(V.size, dtype=torch.bool)
+    absent[ids.flatten()] = False
+    assert model.tok_embeddings.weight.grad[absent].abs().sum(-1).gt(0).all()
+    with pytest.raises(ValueError, match="flat head"):
+        PrefixLM.from_preset("debug", **TIED, **FACTORIZED)
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_tied_save_load_writes_the_matrix_once(tmp_path, int8):
+    from safetensors import safe_open
+
+    from videopoet.components import dequantize_int8, quantize_int8
+
+    model = _model(**TIED)
+    model.save_pretrained(tmp_path / "lm", int8=int8)
+    with safe_open(str(tmp_path / "lm" / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    assert "tok_embeddings.weight" in names and not any(n.startswith("output.") for n in names)
+    loaded = PrefixLM.from_pretrained(tmp_path / "lm")
+    assert loaded.config == model.config and loaded.output.weight is loaded.tok_embeddings.weight
+    if int8:  # what the file holds is the rounded matrices: the head must use the same rounded embedding
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim >= 2 and p.numel() >= 4096:
+                    p.copy_(dequantize_int8(*quantize_int8(p)))
+    ids, prefix_len, text = _batch(rows=2)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, prefix_len, text), model(ids, prefix_len, text))
+
+
+@pytest.mark.slow
+def test_tied_lm_trains_on_two_ranks_like_one(tmp_path):
+    """FSDP2 (gloo, fp32) on configs/lm_debug.toml with model.tie_embeddings=true: the losses of one
+    process. Slow (two launches of the CLI); tests/test_lm_train.py runs the untied case by default."""
+    from videopoet.eval.report import read_jsonl
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    sets = ["model.tie_embeddings=true", "max_steps=3", "eval_every=0", "ckpt_every=0"]
+    runs = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"r{ranks}"
+        launcher = [sys.executable, "-m", "videopoet.cli"]
+        if ranks > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "videopoet.cli"]  # fmt: skip
+        flags = [a for s in [*sets, f"out_dir='{out.as_posix()}'"] for a in ("--set", s)]
+        config = str(ROOT / "configs" / "lm_debug.toml")
+        proc = subprocess.run([*launcher, "train", "lm", "--config", config, *flags], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+        final = PrefixLM.from_pretrained(out / "final")
+        assert final.config.tie_embeddings and final.output.weight is final.tok_embeddings.weight
+    assert len(runs[1]) == len(runs[2]) == 3
+    for a, b in zip(runs[1], runs[2]):
+        assert a["task"] == b["task"] and a["data_signature"] == b["data_signature"]
+        assert abs(a["loss"] - b["loss"]) <= 1e-5, (a["step"], a["loss"], b["loss"])
 
 
 # ------------------------------------------------------------------------------------------ save / load
-@pytest.mark.parametrize("overrides", [{}, FACTORIZED], ids=["flat", "factorized"])
+@pytest.mark.parametrize("overrides", [{}, FACTORIZED, TIED], ids=["flat", "factorized", "tied"])
 def test_save_load_identical_logits(tmp_path, overrides):
     pytest.importorskip("videopoet.components")
     model = _model(**overrides)
@@ -288,6 +372,25 @@ def test_bad_inputs_raise(model):
         PrefixLM.from_preset("huge")
     with pytest.raises(ValueError, match="n_kv_heads"):
         PrefixLM.from_preset("debug", n_kv_heads=3)
+    with pytest.raises(ValueError, match="model.n_heads"):  # a config file's table, checked per key
+        PrefixLM.from_preset("debug", n_heads="four")
+    with pytest.raises(ValueError, match="unknown key"):
+        PrefixLM.from_preset("debug", n_layer=3)
+
+
+def test_model_table_from_a_config_reaches_the_model_config():
+    """`--set model.X=none` clears an optional field; a TOML list becomes the tuple the config holds."""
+    from videopoet.config import load_config
+    from videopoet.train.lm import LMTrainConfig
+
+    sets = ["model.n_kv_heads=none", f"model.factorized_visual=[{V.visual_start}, {V.visual_codebook_size}]"]
+    cfg = load_config(LMTrainConfig, ROOT / "configs" / "lm_debug.toml", sets)
+    assert cfg.model["n_kv_heads"] == "none"  # a free table: the model config decides what it means
+    mcfg = PrefixLM.from_preset("debug", **(cfg.model | {"vocab_size": V.size})).config
+    assert mcfg.n_kv_heads is None and mcfg.factorized_visual == FACTORIZED["factorized_visual"]
+    cleared = load_config(LMTrainConfig, None, ["preset='paper-300m'", "model.factorized_visual=none"])
+    with torch.device("meta"):
+        assert PrefixLM.from_preset("paper-300m", **cleared.model).config.factorized_visual is None
 
 
 def test_bad_cached_calls_raise():

@@ -184,12 +184,35 @@ def apply_overrides(
         if cls is not None:
             value = _checked_override(cls, item, path, value)
         node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            if part not in node:
+                node[part] = _table_default(cls, path[: depth + 1])
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is not a table")
         node[path[-1]] = value
     return out
+
+
+def _table_default(cls: type | None, path: list[str]) -> dict[str, Any]:
+    """What ``--set a.b.key=v`` starts from when the file has no table ``a.b``: a copy of the field's
+    default when that field is a dict (so one key of a task mixture changes and the others keep their
+    defaults), else an empty table (a nested dataclass fills its own defaults)."""
+    for depth, part in enumerate(path):
+        if cls is None or not dataclasses.is_dataclass(cls):
+            return {}
+        field = next((f for f in dataclasses.fields(cls) if f.name == part), None)
+        if field is None:
+            return {}
+        if depth < len(path) - 1:
+            cls = typing.get_type_hints(cls)[part]
+            continue
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = field.default
+        return _deepcopy_dict(default) if isinstance(default, dict) else {}
+    return {}
 
 
 def _checked_override(cls: type, item: str, path: list[str], value: Any) -> Any:

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videopoet.components import Pretrained
+from videopoet.config import check_dict
 from videopoet.errors import UserError
 from videopoet.lm.vocab import VOCABS, Vocab
 
@@ -65,6 +66,7 @@ class PrefixLMConfig:
     text_slots: int = 64  # most text tokens per sequence; 0 = no text conditioning
     rope_base: float = 10_000.0  # RoPE wavelength base
     factorized_visual: tuple[int, int] | None = None  # (first visual id, visual codebook size): 2 √-heads
+    tie_embeddings: bool = False  # the flat head reuses the input embedding matrix (V · D fewer weights)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "dim", "n_layers", "n_heads", "max_seq_len", "text_dim"):
@@ -77,6 +79,8 @@ class PrefixLMConfig:
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}")
         if self.factorized_visual is not None:
+            if self.tie_embeddings:
+                raise ValueError("tie_embeddings needs the flat head: set factorized_visual=None")
             self.factorized_visual = tuple(self.factorized_visual)
             start, size = self.factorized_visual
             if math.isqrt(size) ** 2 != size or start < 0 or start + size > self.vocab_size:
@@ -110,13 +114,16 @@ def _visual_factorization(vocab: Vocab) -> tuple[int, int]:
 PRESETS: dict[str, PrefixLMConfig] = {
     # Seconds on a CPU: the debug tokenizers' vocabulary (2^8 visual, 4 × 64 audio), MiniLM text width.
     "debug": PrefixLMConfig(vocab_size=VOCABS["debug"].size, dim=64, n_layers=2, n_heads=4),
-    # The bundled default: width 384 × 8 blocks over the bundled tokenizers' 2^12 + 4 × 1024 codes. 4,096
+    # The bundled default: width 384 × 6 blocks over the bundled tokenizers' 2^12 + 4 × 1024 codes, the
+    # head tied to the embedding so that int8 storage fits the package's size budget (≈14 MB). 4,096
     # positions hold every 17-frame 128×128 task (the longest, stylization with a first frame: ≈2.9k),
     # 17-frame portrait tasks with one visual input (T2V + audio ≈2.8k, I2V + audio ≈3.2k) and 41-frame
-    # 128×128 T2V
-    # with its audio (64 + 2,816 + 1,024 + specials ≈ 3.9k); not 41-frame portrait clips (4,928 tokens
-    # of video alone) nor portrait in/outpainting and stylization (two 2,240-token visual segments).
-    "tiny": PrefixLMConfig(vocab_size=VOCABS["tiny"].size, dim=384, n_layers=8, n_heads=6),
+    # 128×128 T2V with its audio (64 + 2,816 + 1,024 + specials ≈ 3.9k); not 41-frame portrait clips
+    # (4,928 tokens of video alone) nor portrait in/outpainting and stylization (two 2,240-token visual
+    # segments).
+    "tiny": PrefixLMConfig(
+        vocab_size=VOCABS["tiny"].size, dim=384, n_layers=6, n_heads=6, tie_embeddings=True
+    ),
     # The paper's ablation size; 8,192 positions hold a 41-frame portrait clip with text and audio.
     "paper-300m": PrefixLMConfig(
         vocab_size=VOCABS["paper"].size,
@@ -309,6 +316,32 @@ class FactorizedHead(nn.Module):
         return torch.cat([rest[..., :s], visual, rest[..., s:-1]], dim=-1)  # (B, L, V)
 
 
+class TiedHead(nn.Module):
+    """Flat output head whose weight is the input embedding matrix (V, D): logits = h · Eᵀ.
+
+    The embedding is held in a tuple, not registered as a submodule, so the matrix has one name
+    (``tok_embeddings.weight``): the state dict holds it once (safetensors refuses two names for one
+    tensor, int8 storage quantizes it once), parameter counts and optimizers see it once, loading a file
+    re-ties by construction, and FSDP2 shards it once with the root module, which owns both uses. The
+    weight is looked up at each call because FSDP2 swaps the embedding's parameter between its sharded
+    and gathered forms.
+    """
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self._embedding = (embedding,)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._embedding[0].weight
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight)  # (B, L, V)
+
+    def extra_repr(self) -> str:
+        return "weight=tok_embeddings.weight"
+
+
 # ============================================================================================ model
 class PrefixLM(Pretrained, nn.Module):
     """ids (B, L) + prefix_len (B,) [+ text (B, S, E), text_mask (B, S)] → logits (B, L, V)."""
@@ -325,7 +358,9 @@ class PrefixLM(Pretrained, nn.Module):
         self.text_proj = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_slots else None
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim)
-        if cfg.factorized_visual is None:
+        if cfg.tie_embeddings:
+            self.output = TiedHead(self.tok_embeddings)
+        elif cfg.factorized_visual is None:
             self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         else:
             self.output = FactorizedHead(cfg.dim, cfg.vocab_size, *cfg.factorized_visual)
@@ -346,9 +381,12 @@ class PrefixLM(Pretrained, nn.Module):
     # ---------------------------------------------------------------------------------------- IO
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PrefixLM:
+        """Preset ``name`` with some fields replaced. ``overrides`` may come from a config file's free
+        ``model`` table: each is checked against PrefixLMConfig (ConfigError, a ValueError, names the
+        key) and converted as a TOML value must be ("none" → None for optional fields, lists → tuples)."""
         if name not in PRESETS:
             raise UserError(f"unknown prefix LM preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(dataclasses.replace(PRESETS[name], **overrides))
+        return cls(dataclasses.replace(PRESETS[name], **check_dict(PrefixLMConfig, overrides, where="model")))
 
     # ---------------------------------------------------------------------------------------- cache
     def setup_caches(self, max_batch: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None):
