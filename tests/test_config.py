@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,42 @@ def test_missing_and_invalid_toml(tmp_path):
     bad.write_text("lr = = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(Outer, bad)
+
+
+@dataclass(kw_only=True)
+class Mixed:
+    weights: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 2.0})  # a mixture
+    limit: int | None = 5  # optional
+    model: dict = field(default_factory=dict)  # a free table
+    inner: Inner = field(default_factory=Inner)  # nested config
+
+
+@dataclass(kw_only=True)
+class Nested:
+    mixed: Mixed = field(default_factory=Mixed)  # a table holding a mixture
+
+
+def test_set_changes_one_key_of_a_default_table(tmp_path):
+    assert load_config(Mixed, None, ["weights.b=0"]).weights == {"a": 1.0, "b": 0.0}
+    assert load_config(Nested, None, ["mixed.weights.a=3"]).mixed.weights == {"a": 3.0, "b": 2.0}
+    assert load_config(Mixed, None, ["inner.width=4"]).inner == Inner(width=4)
+    assert load_config(Mixed, None, ["model.depth=2"]).model == {"depth": 2}
+    assert Mixed().weights == {"a": 1.0, "b": 2.0}  # the default itself is not touched
+    path = tmp_path / "c.toml"
+    path.write_text("[weights]\nc = 1.0\n")  # a file's table states the whole mixture
+    assert load_config(Mixed, path, ["weights.d=2"]).weights == {"c": 1.0, "d": 2.0}
+
+
+def test_set_none_clears_an_optional_field():
+    assert load_config(Mixed, None, ["limit=none"]).limit is None
+    assert load_config(Mixed, None, ["limit=null"]).limit is None
+    assert load_config(Inner, None, ["name=none"]).name == "none"  # a str field keeps the word
+
+
+def test_lm_task_mixture_override_keeps_the_other_tasks():
+    from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(LMTrainConfig, root / "configs" / "lm_debug.toml", ["tasks.stylization=0"])
+    assert cfg.tasks == DEFAULT_MIX | {"stylization": 0.0}
+    assert "stylization" not in {cfg.task_of_step(s) for s in range(200)}
