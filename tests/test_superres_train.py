@@ -1,0 +1,137 @@
+"""Super-resolution training on the debug presets: the item draws (masking, noise, dropout), the loss on
+masked tokens only, and a few engine steps → the exported component loads and samples identically."""
+
+import numpy as np
+import pytest
+import torch
+
+from videopoet.config import ConfigError
+from videopoet.sampling.masked import maskgit_decode
+from videopoet.superres.model import PRESETS, SuperResLogits, SuperResTransformer
+from videopoet.train.loop import Engine
+from videopoet.train.superres import (
+    ItemDraws,
+    SuperResRecipe,
+    SuperResTrainConfig,
+    downsample,
+    masked_loss,
+    model_inputs,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CFG = PRESETS["debug"]
+HI_GRID = (2, 8, 8)
+
+
+class _Sample:
+    frames = np.zeros((5, 64, 64, 3), np.uint8)
+    caption = "a red circle"
+
+
+def _draws(**kw):
+    args = dict(seed=0, hi_grid=HI_GRID, codebook_size=256, lo_noise=0.5, lo_dropout=0.5, text_dropout=0.5)
+    return ItemDraws(**(args | kw))
+
+
+def test_item_draws_are_a_function_of_the_position_and_cover_the_schedule():
+    draws = _draws()
+    a, b = draws(_Sample(), 7), draws(_Sample(), 7)
+    for key in ("hi_mask", "noise_mask", "noise_ids"):
+        assert torch.equal(a[key], b[key])
+    items = [draws(_Sample(), p) for p in range(200)]
+    ratios = np.array([float(it["hi_mask"].float().mean()) for it in items])
+    assert ratios.min() >= 1 / 128 and ratios.max() <= 1.0
+    # cos(π/2 · u), u uniform: mean 2/π ≈ 0.64, and about half the items mask more than cos(π/4) ≈ 0.71
+    assert abs(ratios.mean() - 2 / np.pi) < 0.06
+    assert 0.3 < np.mean([it["drop_lo"] for it in items]) < 0.7
+    assert 0.3 < np.mean([it["drop_text"] for it in items]) < 0.7
+    noise = np.array([float(it["noise_mask"].float().mean()) for it in items])
+    assert 0.15 < noise.mean() < 0.35  # rate ~ U(0, 0.5), then 32 coin flips per item
+    assert items[0]["noise_mask"].shape == items[0]["noise_ids"].shape == (2, 4, 4)
+    assert int(max(it["noise_ids"].max() for it in items)) < 256
+    quiet = _draws(lo_noise=0.0, lo_dropout=0.0, text_dropout=0.0)(_Sample(), 3)
+    assert not quiet["noise_mask"].any() and not quiet["drop_lo"] and not quiet["drop_text"]
+
+
+def test_model_inputs_mask_noise_and_drop():
+    g = torch.Generator().manual_seed(0)
+    hi = torch.randint(0, 256, (2, *HI_GRID), generator=g)
+    lo = torch.randint(0, 256, (2, 2, 4, 4), generator=g)
+    batch = {
+        "hi_mask": torch.rand(2, *HI_GRID, generator=g) < 0.5,
+        "noise_mask": torch.rand(2, 2, 4, 4, generator=g) < 0.3,
+        "noise_ids": torch.randint(0, 256, (2, 2, 4, 4), generator=g),
+        "drop_lo": torch.tensor([False, True]),
+    }
+    hi_in, lo_in = model_inputs(hi, lo, batch, CFG.mask_id)
+    assert torch.equal(hi_in[batch["hi_mask"]], torch.full_like(hi[batch["hi_mask"]], CFG.mask_id))
+    assert torch.equal(hi_in[~batch["hi_mask"]], hi[~batch["hi_mask"]])
+    noisy = batch["noise_mask"][0]
+    assert torch.equal(lo_in[0][noisy], batch["noise_ids"][0][noisy]) and torch.equal(
+        lo_in[0][~noisy], lo[0][~noisy]
+    )
+    assert (lo_in[1] == CFG.mask_id).all()
+
+
+def test_loss_reads_masked_positions_only():
+    g = torch.Generator().manual_seed(0)
+    hi = torch.randint(0, 256, (1, *HI_GRID), generator=g)
+    mask = torch.rand(1, *HI_GRID, generator=g) < 0.5
+    logits = SuperResLogits(
+        torch.randn(1, *HI_GRID, 16, generator=g), torch.randn(1, *HI_GRID, 16, generator=g)
+    )
+    loss, acc = masked_loss(logits, hi, mask, 16)
+    moved = SuperResLogits(
+        logits.a + 5 * (~mask)[..., None], logits.b - 3 * (~mask)[..., None] * torch.arange(16)
+    )
+    assert torch.equal(masked_loss(moved, hi, mask, 16)[0], loss)
+    perfect = SuperResLogits(
+        torch.nn.functional.one_hot(hi // 16, 16).float() * 50,
+        torch.nn.functional.one_hot(hi % 16, 16).float() * 50,
+    )
+    loss0, acc1 = masked_loss(perfect, hi, mask, 16)
+    assert loss0 < 1e-6 and acc1 == 1.0 and 0 <= acc <= 1
+
+
+def test_downsample_halves_frames_and_stays_in_range():
+    video = torch.rand(2, 3, 5, 64, 48) * 2 - 1
+    small = downsample(video)
+    assert small.shape == (2, 3, 5, 32, 24) and small.min() >= -1 and small.max() <= 1
+    flat = torch.full((1, 3, 1, 16, 16), 0.25)
+    assert torch.allclose(downsample(flat), torch.full((1, 3, 1, 8, 8), 0.25), atol=1e-6)
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        SuperResTrainConfig(width=72)
+    with pytest.raises(ConfigError, match="lo_dropout"):
+        SuperResTrainConfig(lo_dropout=1.5)
+
+
+def _debug_cfg(out, **kw):
+    base = dict(
+        out_dir=str(out), preset="debug", video_tokenizer="preset:debug", text_encoder="none", frames=5,
+        width=64, height=64, batch_size=2, num_workers=0, max_steps=3, warmup_steps=1, lr=1e-3, ema_decay=0.5,
+        eval_items=2, num_samples=1, sample_steps=2, ckpt_every=2, device="cpu", precision="fp32",
+    )  # fmt: skip
+    return SuperResTrainConfig(**(base | kw))
+
+
+def test_train_export_load_identical_samples(tmp_path):
+    cfg = _debug_cfg(tmp_path / "run")
+    engine = Engine(cfg)
+    recipe = SuperResRecipe(cfg, engine)
+    assert engine.run(recipe, progress=False) == 0
+    final = tmp_path / "run" / "final"
+    assert (final / "config.json").is_file() and (tmp_path / "run" / "video_tokenizer").is_dir()
+    trained = SuperResTransformer(recipe.mcfg)
+    trained.load_state_dict(recipe.model.state_dict())
+    recipe.ema.copy_to(trained)  # the export holds the EMA weights
+    loaded = SuperResTransformer.from_pretrained(final)
+    lo = torch.randint(0, CFG.mask_id, (1, 2, 4, 4), generator=torch.Generator().manual_seed(1))
+    kw = dict(steps=3, lo_scale=2.0, seed=5)
+    a, b = maskgit_decode(trained.eval(), lo, **kw), maskgit_decode(loaded, lo, **kw)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, maskgit_decode(loaded, lo, steps=3, lo_scale=2.0, seed=6))
+    assert (tmp_path / "run" / "checkpoints").is_dir()

@@ -1,0 +1,110 @@
+"""`videopoet upscale` end to end on random debug models (a debug SR model + a debug video tokenizer saved
+as components): 2× and 4× keep the frame rate and the sound; bad input is one line and exit status 2."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from videopoet import cli
+from videopoet.superres.model import PRESETS, SuperResTransformer
+from videopoet.superres.upscale import stage_grid_error, stages_for, upscale_frames
+from videopoet.tokenizers.video import VideoTokenizer
+
+pytest.importorskip("av")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("upscale")
+    torch.manual_seed(0)
+    VideoTokenizer.from_preset("debug").save_pretrained(root / "tok")
+    SuperResTransformer.from_preset("debug").save_pretrained(root / "sr")
+    return root
+
+
+def _clip(path, width=32, height=32, frames=6, audio=True):
+    from videopoet.data.media import write_mp4
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    sound = (0.1 * np.sin(np.arange(frames * 2000) / 5)).astype(np.float32) if audio else None
+    write_mp4(path, video, 8, sound, 16000)
+    return path
+
+
+def _main(argv):
+    """cli.main's status; argparse's refusals exit (status 2) before main returns."""
+    try:
+        return cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+def _run(models, *args):
+    base = ["--model", models / "sr", "--video-tokenizer", models / "tok", "--steps", "2"]
+    return _main(["upscale", *args, *base])
+
+
+@pytest.mark.parametrize("factor,side", [(2, 64), (4, 128)])
+def test_upscale_end_to_end_keeps_rate_and_sound(models, tmp_path, factor, side):
+    from videopoet.data.media import read_video
+
+    src = _clip(tmp_path / "in.mp4")
+    out = tmp_path / "out.mp4"
+    assert _run(models, src, "--out", out, "--factor", factor) == 0
+    data = read_video(out)
+    assert data.frames.shape == (5, side, side, 3)  # 6 frames in: the first 1 + 4k kept
+    assert data.fps == 8 and data.audio is not None and abs(len(data.audio) - 10_000) <= 1024
+
+
+def test_upscale_frames_repeat_for_a_seed(models):
+    tok = VideoTokenizer.from_pretrained(models / "tok")
+    sr = SuperResTransformer.from_pretrained(models / "sr")
+    frames = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    a = upscale_frames(frames, tok, [sr], steps=2, seed=3)
+    assert a.shape == (5, 64, 64, 3) and np.array_equal(a, upscale_frames(frames, tok, [sr], steps=2, seed=3))
+    assert len(stages_for([sr], 4)) == 2 and stages_for([sr, tok], 4)[1] is tok
+    tiny = SimpleNamespace(config=PRESETS["tiny"])  # windows of 8 rows: 128x128 → 256x256 tiles, 80 rows not
+    assert stage_grid_error(tiny, (5, 16, 16)) is None and "tile" in stage_grid_error(tiny, (5, 10, 16))
+
+
+def _one_line_exit_2(capsys, status, match):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err[-1].startswith("videopoet") and match in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("size", "multiples of 8"),
+        ("factor", "invalid choice"),
+        ("missing", "no such file"),
+        ("exists", "already exists"),
+        ("vocabulary", "not trained together"),
+        ("suffix", "must end in .mp4"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(models, tmp_path, capsys, case, match):
+    src = _clip(tmp_path / "in.mp4", width=36 if case == "size" else 32, frames=5, audio=False)
+    out = tmp_path / ("out.gif" if case == "suffix" else "out.mp4")
+    if case == "exists":
+        out.write_bytes(b"mine")
+    args = [tmp_path / "nope.mp4" if case == "missing" else src, "--out", out]
+    args += ["--factor", "3"] if case == "factor" else []
+    if case == "vocabulary":
+        status = cli.main(
+            ["upscale", *map(str, args), "--model", str(models / "sr")]
+        )  # the bundled tokenizer
+    else:
+        status = _run(models, *args)
+    _one_line_exit_2(capsys, status, match)
+    assert case != "exists" or out.read_bytes() == b"mine"
+
+
+def test_no_model_says_pass_model(tmp_path, capsys):
+    src = _clip(tmp_path / "in.mp4", frames=5, audio=False)
+    _one_line_exit_2(capsys, _main(["upscale", src, "--out", tmp_path / "o.mp4"]), "--model DIR")
