@@ -263,6 +263,14 @@ def _add_eval(top) -> None:
     _add_eval_common(p, batch=False)
     p.add_argument("--split", choices=["train", "heldout"], default="heldout")
     p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="tasks to score, e.g. t2v i2v or t2v,i2v (default: every task: t2v i2v continue inpaint "
+        "outpaint stylize v2a a2v avcont t2a long)",
+    )
+    p.add_argument("--guidance", type=float, default=1.0, help="t2v guidance scale (1 = none)")
     p.add_argument("--out", default="eval_generation", help="output directory for JSON, Markdown, pictures")
     _add_overwrite(p, "an earlier report in --out")
     p.set_defaults(handler="videopoet.eval.generation:main")

@@ -1,20 +1,27 @@
-"""``videopoet eval generation``: how well generated clips follow their conditions, judged on the world.
+"""``videopoet eval generation``: every task a VideoPoet model runs, scored on the world, each entry beside
+its baseline (a floor a model must beat or a ceiling it can at best reach) and a verdict.
 
-Metrics are pure functions over arrays (generated clips, conditions, ground truth); ``evaluate`` runs
-them for every task through one interface, ``generate_fn(task, prompt, conditions) -> GeneratedClip``,
-so the same code scores the world's own renderings (``--real``: the ceiling) and, once the generation
-pipeline exists, a model (``--model DIR``: ``VideoPoetPipeline.from_pretrained`` is the only call).
+Metrics and baselines are pure functions over arrays (generated clips, conditions, ground truth);
+``evaluate`` runs one scorer per task (``SCORERS``) through one interface,
+``generate_fn(task, prompt, conditions) -> GeneratedClip``, so the same code scores the world's own
+renderings (``--real``: the ceiling) and a model (``--model DIR``: ``VideoPoetPipeline.from_pretrained``).
+A task the generator refuses (ValueError, UserError, TypeError for an input it does not take) is recorded
+as ``{"skipped": reason}`` and the run goes on.
 
-Tasks and what they are scored on (all conditions come from world clips of the chosen split):
-- t2v: the judge's per-attribute agreement with the caption's clip attributes, all-correct rate, the
-  Fréchet distance between judge features of generated clips and of real clips of disjoint seeds, and
-  temporal consistency (consecutive-frame PSNR, colour flicker, object persistence);
-- i2v: PSNR of frame 0 to the given image, plus the judge's agreement on the continued clip;
-- inpaint / outpaint: PSNR inside and outside the central mask against the original clip;
-- stylize: motion following (object tracks of the output vs the source's) and text following (the
-  judge's agreement with the new colours / background);
-- v2a: bounce-click sync (fraction of the video's bounces with a click within one frame) and the audio
-  Fréchet distance on log-mel statistics; a2v: agreement of the video's bounce frames with the audio's.
+Entries (``entry``: metric, value, floor or ceiling, target, verdict):
+- t2v: judge agreement per attribute and all-correct with the caption (target by split, floor: the same
+  generator with an empty prompt judged against the same captions); judge-feature Fréchet distance to
+  real clips as a ratio to the video tokenizer's own reconstructions' (target ≤ 3);
+- i2v: first-frame PSNR (ceiling: the tokenizer's reconstruction PSNR of that frame; target within 2 dB);
+- continue: PSNR of the predicted frames (floor: the last given frame held);
+- inpaint / outpaint: PSNR of the generated region (floors: ``border_fill``, ``edge_replicate``);
+- stylize: motion following (floor: unconditional samples'), text following reported;
+- v2a: bounce-click sync (target ≥ 0.8; floor: another clip's sound);
+- a2v: audio-video event agreement (floor: unconditional samples against the same sound);
+- avcont / t2a: agreement of the generated sound with the generated frames (floors: the given sound
+  looped / another clip's sound);
+- long: the fraction of 1-second windows of a 10-s t2v clip in which every object keeps its colour and
+  shape (target ≥ 0.9).
 """
 
 from __future__ import annotations
@@ -40,20 +47,31 @@ from videopoet.eval.judge import (
 from videopoet.eval.metrics import frames_psnr, frechet_distance
 from videopoet.lm.tasks import task as task_spec
 
-# The registry's tasks (lm/tasks.py) this evaluation scores; metrics, sample grids and generate_fn calls
-# name them by their aliases ("t2v", "i2v", …).
+# The registry's tasks (lm/tasks.py) this evaluation scores, by alias, plus "long": text_to_video at 10 s.
 SCORED_TASKS = (
     "text_to_video",
     "image_to_video",
+    "frame_prediction",
     "inpainting",
     "outpainting_central",
     "stylization",
     "video_to_audio",
     "audio_to_video",
+    "av_continuation",
+    "text_to_audio",
 )
-TASKS = tuple(task_spec(name).alias for name in SCORED_TASKS)
-REAL_SEED_OFFSET = 1_000_000  # real reference clips for Fréchet distances use disjoint seeds
+LONG = "long"
+TASKS = (*(task_spec(name).alias for name in SCORED_TASKS), LONG)
+REAL_SEED_OFFSET = 1_000_000  # real reference clips (Fréchet distances, floors) use disjoint seeds
 MASK_FRACTION = 0.5  # the central in/outpainting box covers this fraction of each side
+CONTINUE_GIVEN = 5  # frames given to continuation (two latent frames; Kinetics-600 gives 5 of 16)
+LONG_FRAMES = 81  # 10 s at 8 fps, 1 + 4k frames
+T2V_TARGETS = {"train": 0.85, "heldout": 0.65}  # judge agreement a model must reach per split
+FRECHET_RATIO_TARGET = 3.0  # generated clips' Fréchet distance ≤ 3 × the tokenizer's reconstructions'
+I2V_MARGIN_DB = 2.0  # first-frame PSNR within this of the tokenizer's reconstruction PSNR
+V2A_SYNC_TARGET = 0.8
+LONG_TARGET = 0.9
+VISUAL_ATTRIBUTES = ("color", "shape", "size", "motion", "background", "camera")
 
 
 @dataclass
@@ -211,17 +229,143 @@ def _mel(bins: int, sample_rate: int, mel_matrix) -> np.ndarray:
     return mel_matrix(bins, sample_rate)
 
 
-# ================================================================ tasks
-@dataclass
-class Condition:
-    """One evaluation item: a world clip and what each task is given."""
-
-    seed: int
-    split: str
-    clip: Any  # videopoet.data.synthetic.Clip
-    extras: dict[str, Any] = field(default_factory=dict)
+# ================================================================ baselines (pure)
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), half-open, of the bounding box of a bool (H, W) mask's True pixels."""
+    rows, cols = np.flatnonzero(np.any(mask, axis=1)), np.flatnonzero(np.any(mask, axis=0))
+    if rows.size == 0:
+        raise ValueError("the mask is empty")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+def _ramp(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Linear interpolation between border values a, b (..., 3) over the n pixels between → (..., n, 3)."""
+    w = (np.arange(n) + 1.0) / (n + 1.0)
+    return a[..., None, :] * (1 - w)[:, None] + b[..., None, :] * w[:, None]
+
+
+def border_fill(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Inpainting floor: the mask's bounding box filled from its border, each pixel the mean of the linear
+    interpolation along its row (between the columns just left and right of the box) and along its column
+    (between the rows just above and below). A side on the frame's edge uses the opposite border alone.
+    Exact on any affine image. uint8 (T, H, W, 3) → uint8 (T, H, W, 3)."""
+    f = np.asarray(frames, np.float64)
+    t, h, w, _ = f.shape
+    top, bottom, left, right = mask_box(mask)
+    bh, bw = bottom - top, right - left
+    parts = []
+    if left > 0 or right < w:
+        a = f[:, top:bottom, left - 1 if left > 0 else right]  # (T, bh, 3)
+        b = f[:, top:bottom, right if right < w else left - 1]
+        parts.append(_ramp(a, b, bw))  # (T, bh, bw, 3)
+    if top > 0 or bottom < h:
+        a = f[:, top - 1 if top > 0 else bottom, left:right]  # (T, bw, 3)
+        b = f[:, bottom if bottom < h else top - 1, left:right]
+        parts.append(_ramp(a, b, bh).transpose(0, 2, 1, 3))  # (T, bw, bh, 3) → (T, bh, bw, 3)
+    if not parts:
+        raise ValueError("the mask covers the whole frame: there is no border to fill from")
+    out = f.copy()
+    out[:, top:bottom, left:right] = np.mean(parts, axis=0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def edge_replicate(frames: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Outpainting floor: every pixel outside the kept box (bounding box of ``keep``, bool (H, W)) copies the
+    nearest pixel of the box (``np.pad(..., mode="edge")``). uint8 (T, H, W, 3) → the same shape."""
+    f = np.asarray(frames)
+    top, bottom, left, right = mask_box(keep)
+    ys = np.clip(np.arange(f.shape[1]), top, bottom - 1)
+    xs = np.clip(np.arange(f.shape[2]), left, right - 1)
+    return f[:, ys[:, None], xs[None, :]]
+
+
+def hold_last_frame(given: np.ndarray, total: int) -> np.ndarray:
+    """Continuation floor: the given frames (G, H, W, 3), then the last of them repeated up to ``total``."""
+    g = np.asarray(given)
+    if not 1 <= len(g) <= total:
+        raise ValueError(f"need between 1 and {total} given frames, got {len(g)}")
+    return np.concatenate([g, np.repeat(g[-1:], total - len(g), axis=0)])
+
+
+def loop_audio(given: np.ndarray, length: int) -> np.ndarray:
+    """Audio-video continuation floor: the given sound (N0,) repeated to ``length`` samples."""
+    g = np.asarray(given, np.float32)
+    if g.size == 0:
+        return np.zeros(length, np.float32)
+    return np.tile(g, -(-length // g.size))[:length]
+
+
+# ================================================================ long video (pure)
+def second_windows(num_frames: int, fps: float) -> list[slice]:
+    """1-second windows of a clip, each ``fps`` + 1 frames (its boundary frames shared with the next):
+    81 frames at 8 fps → 10 windows."""
+    step = int(round(fps))
+    return [slice(s, s + step + 1) for s in range(0, num_frames - step, step)]
+
+
+def identity_kept(first: JudgeResult, later: list[JudgeResult]) -> float:
+    """Fraction of (later window, object of the first window) pairs in which the window holds an object
+    of the same colour and shape; NaN when the first window has no object or there is no later window."""
+    if not first.objects or not later:
+        return float("nan")
+    kept = [
+        any(o.color == ref.color and o.shape == ref.shape for o in res.objects)
+        for res in later
+        for ref in first.objects
+    ]
+    return float(np.mean(kept))
+
+
+def long_identity(frames: np.ndarray, fps: float) -> float:
+    """``identity_kept`` of a long clip judged on its 1-second windows, each compared with the first."""
+    results = [judge_clip(frames[w], None, fps=fps) for w in second_windows(len(frames), fps)]
+    return identity_kept(results[0], results[1:]) if results else float("nan")
+
+
+# ================================================================ verdicts (pure)
+def _finite(*xs: float) -> bool:
+    return all(x is not None and not math.isnan(x) for x in xs)
+
+
+def at_least(value: float, target: float) -> bool | None:
+    return bool(value >= target) if _finite(value, target) else None
+
+
+def at_most(value: float, target: float) -> bool | None:
+    return bool(value <= target) if _finite(value, target) else None
+
+
+def above(value: float, floor: float) -> bool | None:
+    """Beats its floor: strictly above it (an infinite PSNR beats any finite floor)."""
+    return bool(value > floor) if _finite(value, floor) else None
+
+
+def all_of(*oks: bool | None) -> bool | None:
+    """False when any is False, else None when any is undecided (None), else True."""
+    return False if False in oks else (None if None in oks else True)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "fail")
+
+
+def entry(metric: str, value: float, ok: bool | None, *, target: str | None = None, **baseline) -> dict:
+    """One scored entry: the metric's description, its value, its baseline (``floor=`` or ``ceiling=``,
+    and ``baseline=`` saying what it is), the target (text) and the verdict."""
+    out: dict[str, Any] = {"metric": metric, "value": value, **baseline}
+    if target is not None:
+        out["target"] = target
+    out["verdict"] = verdict(ok)
+    return out
+
+
+def mean(xs) -> float:
+    """Mean skipping None and NaN (undefined entries); +inf (a perfect PSNR) is kept; NaN when empty."""
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+# ================================================================ generators
 def stylized_attributes(attributes: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """New text attributes for stylization: every object gets another colour, the background another kind;
     shape, size and motion stay (the output must keep the source's motion)."""
@@ -254,48 +398,488 @@ def caption_for(attributes: dict[str, Any]) -> str:
     return f"{objs} on a {names.get(bg, bg)} background"
 
 
+def visual_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A clip's attributes without its bounce events (visual tasks are judged without sound)."""
+    return {k: v for k, v in attributes.items() if k != "events"}
+
+
 def real_generate_fn(task: str, prompt: str, conditions: dict[str, Any]) -> GeneratedClip:
-    """The ceiling: each task's 'generation' is the world's own clip (the source clip for stylization,
-    so its text following is that of an identity stylizer: the floor a model must beat)."""
+    """The ceiling: each task's 'generation' is the world clip in ``conditions["clip"]`` (the source clip for
+    stylization, so its text following is that of an identity stylizer; for an empty t2v prompt the
+    evaluation hands it a clip of another seed: a perfect unconditional sample)."""
     clip = conditions["clip"]
     return GeneratedClip(clip.frames, clip.audio, clip.sample_rate, clip.fps)
 
 
-def model_generate_fn(model_dir: str, *, seed: int = 0) -> GenerateFn:
-    """``generate_fn`` backed by the generation pipeline (a later part of the project)."""
+# Condition keys a pipeline call takes as keyword arguments (the rest, e.g. "clip", are for the scorers).
+PIPELINE_KEYS = (
+    "image",
+    "video",
+    "audio",
+    "mask",
+    "flow",
+    "depth",
+    "num_frames",
+    "guidance_scale",
+    "with_audio",
+)
+
+
+class PipelineGenerator:
+    """``generate_fn`` backed by a ``VideoPoetPipeline``: the clip sets the size and length, ``conditions``
+    the task's inputs (``PIPELINE_KEYS``) and the sample seed (``seed`` + the generator's own)."""
+
+    def __init__(self, pipe, *, seed: int = 0):
+        self.pipe, self.seed = pipe, seed
+
+    @property
+    def video_tokenizer(self):
+        return self.pipe.video_tokenizer
+
+    def __call__(self, task: str, prompt: str, conditions: dict[str, Any]) -> GeneratedClip:
+        t, h, w, _ = conditions["clip"].frames.shape
+        kwargs = {k: conditions[k] for k in PIPELINE_KEYS if k in conditions}
+        kwargs.setdefault("num_frames", t)
+        seed = self.seed + int(conditions.get("seed", 0))
+        out = self.pipe(prompt, task=task, width=w, height=h, seed=seed, **kwargs)
+        return GeneratedClip(np.asarray(out.frames), out.audio, out.sample_rate, out.fps)
+
+
+def model_generate_fn(model_dir: str, *, seed: int = 0) -> PipelineGenerator:
+    """``PipelineGenerator`` of ``VideoPoetPipeline.from_pretrained(model_dir)``."""
+    from videopoet.pipeline import VideoPoetPipeline
+
+    return PipelineGenerator(VideoPoetPipeline.from_pretrained(model_dir), seed=seed)
+
+
+class TaskSkipped(Exception):
+    """The generator refused a task (the reason is recorded as the task's entry)."""
+
+
+def generate_checked(
+    generate_fn: GenerateFn, task: str, prompt: str, conditions: dict[str, Any]
+) -> GeneratedClip:
+    """``generate_fn`` with its refusals (ValueError, UserError, TypeError: an input it does not take,
+    NotImplementedError) turned into TaskSkipped, and its frames checked against the clip's shape."""
     try:
-        from videopoet.pipeline import VideoPoetPipeline  # type: ignore[import-not-found]
-    except ImportError:
-        raise UserError(
-            "the generation pipeline is not available in this version; use --real to score the world's "
-            "own renderings"
-        ) from None
-    pipe = VideoPoetPipeline.from_pretrained(model_dir)
-
-    def generate(task: str, prompt: str, conditions: dict[str, Any]) -> GeneratedClip:
-        clip = conditions["clip"]
-        kwargs = {k: v for k, v in conditions.items() if k in ("image", "video", "audio", "mask")}
-        t, h, w, _ = clip.frames.shape
-        out = pipe(prompt=prompt, task=task, num_frames=t, width=w, height=h, seed=seed, **kwargs)
-        return GeneratedClip(np.asarray(out.frames), getattr(out, "audio", None), out.sample_rate, out.fps)
-
-    return generate
+        out = generate_fn(task, prompt, conditions)
+    except (ValueError, UserError, TypeError, NotImplementedError) as e:
+        raise TaskSkipped(f"{task}: {type(e).__name__}: {e}") from None
+    t, h, w, c = conditions["clip"].frames.shape
+    expected = (int(conditions.get("num_frames", t)), h, w, c)
+    frames = np.asarray(out.frames)
+    if frames.dtype != np.uint8 or frames.shape != expected:
+        raise TaskSkipped(
+            f"{task}: the generator returned {frames.dtype} frames {frames.shape}, not uint8 {expected}"
+        )
+    return out
 
 
 def scored_aliases(tasks) -> tuple[str, ...]:
-    """Task names or aliases → the aliases of the scored tasks (UserError for any other task)."""
+    """Task names or aliases (or "long") → the aliases of the scored tasks (UserError for any other)."""
     out = []
     for t in tasks:
+        if t == LONG:
+            out.append(t)
+            continue
         try:
             alias = task_spec(t).alias
         except ValueError as e:
             raise UserError(str(e)) from None
         if alias not in TASKS:
-            raise UserError(f"task {t!r} is not scored by this evaluation; choose from {TASKS}")
+            raise UserError(f"task {t!r} is not scored by this evaluation; choose from {', '.join(TASKS)}")
         out.append(alias)
     return tuple(dict.fromkeys(out))
 
 
+# ================================================================ one run's state
+@dataclass
+class Setup:
+    """What every scorer shares: the generator, the world clips (seed + i) and real references of
+    disjoint seeds, the split, the tokenizer for ceilings (None: those ceilings are NaN), the t2v guidance
+    and caches (judge results, unconditional samples)."""
+
+    generate_fn: GenerateFn
+    clips: list[Any]  # videopoet.data.synthetic.Clip
+    references: list[Any]
+    split: str
+    seed: int
+    tokenizer: Any = None
+    guidance: float = 1.0
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def generate(self, task: str, prompt: str, i: int, **conditions) -> GeneratedClip:
+        conditions.setdefault("clip", self.clips[i])
+        conditions.setdefault("seed", self.seed + i)
+        return generate_checked(self.generate_fn, task, prompt, conditions)
+
+    def judged(self, which: str, i: int) -> JudgeResult:
+        """The judge's reading of clip i (``which`` = "clip") or of reference i ("reference")."""
+        key = (which, i)
+        if key not in self.cache:
+            clip = (self.clips if which == "clip" else self.references)[i]
+            self.cache[key] = judge_clip(clip.frames, None, clip.sample_rate, clip.fps)
+        return self.cache[key]
+
+    def unconditional(self, i: int) -> JudgeResult | None:
+        """The judged i-th sample of t2v with an empty prompt (None when the generator refuses it): the floor
+        of t2v, stylization and a2v. The conditions carry reference i, so ``--real`` gets a world clip of
+        another seed."""
+        key = ("unconditional", i)
+        if key not in self.cache:
+            try:
+                seed = self.seed + REAL_SEED_OFFSET + i
+                out = self.generate("t2v", "", i, clip=self.references[i], seed=seed, with_audio=False)
+                self.cache[key] = judge_clip(out.frames, None, out.sample_rate, out.fps)
+            except TaskSkipped:
+                self.cache[key] = None
+        return self.cache[key]
+
+    def floor_results(self) -> list[JudgeResult] | None:
+        results = [self.unconditional(i) for i in range(len(self.clips))]
+        return None if any(r is None for r in results) else results
+
+
+# ================================================================ scorers (one per task)
+def score_t2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Prompt following per attribute vs the unconditional floor, the Fréchet ratio, temporal consistency."""
+    results, attrs, temporal, samples = [], [], [], []
+    for i, clip in enumerate(s.clips):
+        out = s.generate("t2v", clip.caption, i, guidance_scale=s.guidance, with_audio=False)
+        res = judge_clip(out.frames, None, out.sample_rate, out.fps)
+        results.append(res)
+        attrs.append(visual_attributes(clip.attributes))
+        temporal.append(temporal_consistency(out.frames, res))
+        samples.append(out.frames)
+    acc = judge_accuracy([None] * len(results), attrs, results=results)
+    floors = s.floor_results()
+    floor = {} if floors is None else judge_accuracy([None] * len(floors), attrs, results=floors)
+    target = T2V_TARGETS[s.split]
+    following = {
+        key: entry(
+            f"judge agreement with the caption: {key}",
+            acc[key],
+            at_least(acc[key], target),
+            target=f">= {target} ({s.split})",
+            floor=floor.get(key, float("nan")),
+            baseline="unconditional samples (empty prompt) judged against the same captions",
+        )
+        for key in (*VISUAL_ATTRIBUTES, "all_correct")
+        if key in acc
+    }
+    metrics = {
+        "prompt_following": following,
+        "frechet": frechet_entry(s, [r.features for r in results]),
+        "temporal": {
+            "frame_psnr": mean([t.frame_psnr for t in temporal]),
+            "flicker": mean([t.flicker for t in temporal]),
+            "persistence": mean([t.persistence for t in temporal]),
+        },
+    }
+    return metrics, samples
+
+
+def frechet_entry(s: Setup, features: list[np.ndarray]) -> dict[str, Any]:
+    """Judge-feature Fréchet distance of generated clips to real ones (disjoint seeds), as a ratio to that
+    of the tokenizer's reconstructions of the evaluated clips (NaN without a tokenizer)."""
+    from videopoet.eval.tokenizer import reconstruct_frames
+
+    real = np.stack([s.judged("reference", i).features for i in range(len(s.references))])
+    fd = frechet_distance(np.stack(features), real)
+    recon_fd = float("nan")
+    if s.tokenizer is not None:
+        recon = [reconstruct_frames(s.tokenizer, [c.frames])[0] for c in s.clips]  # one clip per batch
+        recon_fd = frechet_distance(np.stack([judge_clip(r).features for r in recon]), real)
+    ratio = fd / recon_fd if _finite(recon_fd) and recon_fd > 0 else float("nan")
+    return entry(
+        "judge-feature Fréchet distance to real clips / the tokenizer reconstructions' distance",
+        ratio,
+        at_most(ratio, FRECHET_RATIO_TARGET),
+        target=f"<= {FRECHET_RATIO_TARGET:g}",
+        ceiling=1.0,
+        baseline="the video tokenizer's encode-decode reconstructions of the same clips (ratio 1)",
+        frechet=fd,
+        tokenizer_frechet=recon_fd,
+    )
+
+
+def score_i2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """First-frame PSNR vs the tokenizer's reconstruction PSNR of that frame; judge agreement reported."""
+    from videopoet.eval.tokenizer import reconstruct_frames
+
+    psnrs, ceilings, results, attrs, samples = [], [], [], [], []
+    for i, clip in enumerate(s.clips):
+        image = clip.frames[0]
+        out = s.generate("i2v", clip.caption, i, image=image, with_audio=False)
+        psnrs.append(first_frame_psnr(out.frames, image))
+        if s.tokenizer is not None:
+            ceilings.append(frames_psnr(reconstruct_frames(s.tokenizer, [image[None]])[0][0], image))
+        results.append(judge_clip(out.frames, None, out.sample_rate, out.fps))
+        attrs.append(visual_attributes(clip.attributes))
+        samples.append(out.frames)
+    value, ceiling = mean(psnrs), mean(ceilings)
+    first = entry(
+        "PSNR (dB) of generated frame 0 to the given image",
+        value,
+        at_least(value, ceiling - I2V_MARGIN_DB),
+        target=f"within {I2V_MARGIN_DB:g} dB of the ceiling",
+        ceiling=ceiling,
+        baseline="the video tokenizer's reconstruction PSNR of the same image",
+    )
+    following = judge_accuracy([None] * len(results), attrs, results=results)
+    return {"first_frame": first, "prompt_following": following}, samples
+
+
+def score_continue(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """PSNR of the predicted frames to the real future vs holding the last given frame."""
+    values, floors, samples = [], [], []
+    for i, clip in enumerate(s.clips):
+        total, given = len(clip.frames), clip.frames[:CONTINUE_GIVEN]
+        out = s.generate("continue", "", i, video=given, num_frames=total)
+        future = clip.frames[CONTINUE_GIVEN:]
+        values.append(frames_psnr(out.frames[CONTINUE_GIVEN:], future))
+        floors.append(frames_psnr(hold_last_frame(given, total)[CONTINUE_GIVEN:], future))
+        samples.append(out.frames)
+    value, floor = mean(values), mean(floors)
+    e = entry(
+        f"PSNR (dB) of frames {CONTINUE_GIVEN}.. to the real future, given frames 0..{CONTINUE_GIVEN - 1}",
+        value,
+        above(value, floor),
+        target="above the floor",
+        floor=floor,
+        baseline="the last given frame held (hold_last_frame)",
+    )
+    return {"future_psnr": e}, samples
+
+
+def score_inpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """PSNR inside the central box vs ``border_fill``; PSNR outside (what was given) reported."""
+    values, floors, outside, samples = [], [], [], []
+    for i, clip in enumerate(s.clips):
+        box = central_mask(*clip.frames.shape[1:3])
+        masked = clip.frames.copy()
+        masked[:, box] = 0
+        out = s.generate("inpaint", clip.caption, i, video=masked, mask=box)
+        fid = masked_fidelity(out.frames, clip.frames, box)
+        values.append(fid.inside_psnr)
+        outside.append(fid.outside_psnr)
+        floors.append(frames_psnr(border_fill(masked, box), clip.frames, mask=box))
+        samples.append(out.frames)
+    value, floor = mean(values), mean(floors)
+    e = entry(
+        "PSNR (dB) inside the central box (half of each side) to the original",
+        value,
+        above(value, floor),
+        target="above the floor",
+        floor=floor,
+        baseline="the box filled from its border, rows and columns interpolated (border_fill)",
+    )
+    return {"inside_psnr": e, "outside_psnr": mean(outside)}, samples
+
+
+def score_outpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """PSNR outside the kept central box vs ``edge_replicate``; PSNR inside (what was given) reported."""
+    values, floors, inside, samples = [], [], [], []
+    for i, clip in enumerate(s.clips):
+        box = central_mask(*clip.frames.shape[1:3])
+        kept = clip.frames.copy()
+        kept[:, ~box] = 0
+        out = s.generate("outpaint", clip.caption, i, video=kept, mask=~box)
+        fid = masked_fidelity(out.frames, clip.frames, box)
+        values.append(fid.outside_psnr)
+        inside.append(fid.inside_psnr)
+        floors.append(frames_psnr(edge_replicate(kept, box), clip.frames, mask=~box))
+        samples.append(out.frames)
+    value, floor = mean(values), mean(floors)
+    e = entry(
+        "PSNR (dB) outside the kept central box to the original",
+        value,
+        above(value, floor),
+        target="above the floor",
+        floor=floor,
+        baseline="the kept box's edge pixels replicated outwards (edge_replicate)",
+    )
+    return {"outside_psnr": e, "inside_psnr": mean(inside)}, samples
+
+
+def score_stylize(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Motion following of the source's flow and depth vs unconditional samples'; text following reported."""
+    rng = np.random.default_rng(s.seed)
+    follow, floor, results, targets, samples = [], [], [], [], []
+    for i, clip in enumerate(s.clips):
+        target = stylized_attributes(clip.attributes, rng)
+        out = s.generate(
+            "stylize", caption_for(target), i, video=clip.frames, flow=clip.flow, depth=clip.depth
+        )
+        res = judge_clip(out.frames, None, out.sample_rate, out.fps)
+        size = min(clip.frames.shape[1:3])
+        follow.append(track_agreement(res, s.judged("clip", i), size))
+        uncond = s.unconditional(i)
+        floor.append(float("nan") if uncond is None else track_agreement(uncond, s.judged("clip", i), size))
+        results.append(res)
+        targets.append(target)
+        samples.append(out.frames)
+    value, floor_value = mean(follow), mean(floor)
+    motion = entry(
+        "motion following: 1 - mean track distance to the source's objects (fraction of the frame)",
+        value,
+        above(value, floor_value),
+        target="above the floor",
+        floor=floor_value,
+        baseline="unconditional samples (empty prompt) against the same sources",
+    )
+    text = judge_accuracy([None] * len(results), targets, results=results)
+    return {"motion_following": motion, "text_following": text}, samples
+
+
+def _with_audio(task: str, out: GeneratedClip) -> np.ndarray:
+    if out.audio is None:
+        raise TaskSkipped(f"{task}: the generator returned no audio")
+    return np.asarray(out.audio, np.float32)
+
+
+def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Bounce-click sync of the generated sound vs another clip's sound; audio Fréchet distance reported."""
+    sync, floor, gen_feats, real_feats = [], [], [], []
+    for i, clip in enumerate(s.clips):
+        out = s.generate("v2a", "", i, video=clip.frames)
+        audio = _with_audio("v2a", out)
+        bounces = sorted({int(e["frame"]) for e in clip.attributes["events"]})
+        other = s.references[i]
+        sync.append(event_sync(audio, out.sample_rate, clip.fps, bounces))
+        floor.append(event_sync(other.audio, other.sample_rate, clip.fps, bounces))
+        gen_feats.append(audio_features(audio, out.sample_rate))
+        real_feats.append(audio_features(other.audio, other.sample_rate))
+    value, floor_value = mean(sync), mean(floor)
+    e = entry(
+        "bounce sync: fraction of the video's bounces with a click within one frame",
+        value,
+        all_of(at_least(value, V2A_SYNC_TARGET), above(value, floor_value)),
+        target=f">= {V2A_SYNC_TARGET} and above the floor",
+        floor=floor_value,
+        baseline="the sound of another world clip (disjoint seed)",
+    )
+    metrics = {
+        "bounce_sync": e,
+        "clips_with_bounces": sum(_finite(x) for x in sync),
+        "audio_frechet": frechet_distance(np.stack(gen_feats), np.stack(real_feats)),
+    }
+    return metrics, []
+
+
+def score_a2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Agreement of the generated video's bounces with the given sound's clicks vs unconditional samples."""
+    values, floor, samples = [], [], []
+    for i, clip in enumerate(s.clips):
+        out = s.generate("a2v", "", i, audio=clip.audio)
+        res = judge_clip(out.frames, None, out.sample_rate, out.fps)
+        values.append(audio_video_agreement(res, clip.audio, clip.sample_rate, clip.fps))
+        uncond = s.unconditional(i)
+        floor.append(
+            float("nan")
+            if uncond is None
+            else audio_video_agreement(uncond, clip.audio, clip.sample_rate, clip.fps)
+        )
+        samples.append(out.frames)
+    value, floor_value = mean(values), mean(floor)
+    e = entry(
+        "event F1 (±1 frame): bounces seen in the video vs clicks heard in the given sound",
+        value,
+        above(value, floor_value),
+        target="above the floor",
+        floor=floor_value,
+        baseline="unconditional samples (no text, no sound) against the same sound",
+    )
+    return {"event_agreement": e}, samples
+
+
+def score_avcont(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Agreement of the continued sound with the continued frames vs the given sound looped."""
+    values, floor, samples = [], [], []
+    for i, clip in enumerate(s.clips):
+        head = clip.audio[: int(round(clip.sample_rate / clip.fps))]  # the sound of frame 0
+        out = s.generate("avcont", "", i, image=clip.frames[0], audio=head, num_frames=len(clip.frames))
+        audio = _with_audio("avcont", out)
+        res = judge_clip(out.frames, None, out.sample_rate, out.fps)
+        values.append(audio_video_agreement(res, audio, out.sample_rate, out.fps))
+        floor.append(audio_video_agreement(res, loop_audio(head, audio.size), out.sample_rate, out.fps))
+        samples.append(out.frames)
+    value, floor_value = mean(values), mean(floor)
+    e = entry(
+        "event F1 (±1 frame): bounces seen in the generated frames vs clicks in the generated sound",
+        value,
+        above(value, floor_value),
+        target="above the floor",
+        floor=floor_value,
+        baseline="the given sound of frame 0 looped under the same frames (loop_audio)",
+    )
+    return {"event_agreement": e}, samples
+
+
+def score_t2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Agreement of the generated sound with the generated frames vs another clip's sound."""
+    values, floor, samples = [], [], []
+    for i, clip in enumerate(s.clips):
+        out = s.generate("t2a", clip.caption, i)
+        audio = _with_audio("t2a", out)
+        res = judge_clip(out.frames, None, out.sample_rate, out.fps)
+        values.append(audio_video_agreement(res, audio, out.sample_rate, out.fps))
+        other = s.references[i]
+        floor.append(audio_video_agreement(res, other.audio, other.sample_rate, out.fps))
+        samples.append(out.frames)
+    value, floor_value = mean(values), mean(floor)
+    e = entry(
+        "event F1 (±1 frame): bounces seen in the generated frames vs clicks in the generated sound",
+        value,
+        above(value, floor_value),
+        target="above the floor",
+        floor=floor_value,
+        baseline="the sound of another world clip (disjoint seed) under the same frames",
+    )
+    return {"event_agreement": e}, samples
+
+
+def score_long(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """10-s text-to-video: objects keep their colour and shape over its 1-second windows."""
+    from videopoet.data.synthetic import render_clip
+
+    values, ceilings, samples = [], [], []
+    for i, clip in enumerate(s.clips):
+        long = render_clip(s.seed + i, split=s.split, frames=LONG_FRAMES, fps=clip.fps)
+        out = s.generate("t2v", clip.caption, i, clip=long, guidance_scale=s.guidance, with_audio=False)
+        values.append(long_identity(out.frames, out.fps))
+        same = out.frames.shape == long.frames.shape and np.array_equal(out.frames, long.frames)
+        ceilings.append(values[-1] if same else long_identity(long.frames, long.fps))  # --real: judged once
+        samples.append(out.frames)
+    value = mean(values)
+    e = entry(
+        f"fraction of 1-s windows of a {LONG_FRAMES}-frame t2v clip in which each object keeps its colour "
+        "and shape (judged per window vs the first)",
+        value,
+        at_least(value, LONG_TARGET),
+        target=f">= {LONG_TARGET}",
+        ceiling=mean(ceilings),
+        baseline="the world's own 10-s rendering of the same scene",
+    )
+    return {"identity_kept": e}, samples
+
+
+SCORERS: dict[str, Callable[[Setup], tuple[dict[str, Any], list[np.ndarray]]]] = {
+    "t2v": score_t2v,
+    "i2v": score_i2v,
+    "continue": score_continue,
+    "inpaint": score_inpaint,
+    "outpaint": score_outpaint,
+    "stylize": score_stylize,
+    "v2a": score_v2a,
+    "a2v": score_a2v,
+    "avcont": score_avcont,
+    "t2a": score_t2a,
+    LONG: score_long,
+}
+
+
+# ================================================================ the run
 def evaluate(
     generate_fn: GenerateFn,
     *,
@@ -303,9 +887,15 @@ def evaluate(
     split: str = "heldout",
     seed: int = 0,
     tasks: tuple[str, ...] = TASKS,
+    tokenizer: Any = None,
+    guidance: float = 1.0,
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
-    """Run every task on ``num`` world clips of ``split`` and score them. Returns (metrics, sample clips)."""
+    """Score ``tasks`` on ``num`` world clips of ``split`` → (metrics, sample clips per task).
+
+    ``tokenizer``: the video tokenizer whose reconstructions set the t2v Fréchet and i2v ceilings (None:
+    those are NaN and their verdicts "n/a"); ``guidance``: the t2v (and long) guidance scale. A task the
+    generator refuses becomes ``{"skipped": reason}``; ``metrics["verdicts"]`` has one line per task."""
     from tqdm import tqdm
 
     from videopoet.data.synthetic import render_clip
@@ -313,126 +903,112 @@ def evaluate(
     if num < 2:
         raise UserError("--num must be at least 2 (Fréchet distances need two clips per side)")
     tasks = scored_aliases(tasks)
-    rng = np.random.default_rng(seed)
-    t2v_results, t2v_attrs, gen_feats, real_feats = [], [], [], []
-    temporal, i2v_psnr, i2v_results, i2v_attrs = [], [], [], []
-    inside, outside, outpaint_inside, outpaint_outside = [], [], [], []
-    motion_follow, style_results, style_attrs = [], [], []
-    sync, a2v_agree, gen_audio_feats, real_audio_feats = [], [], [], []
-    samples: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for i in tqdm(range(num), desc="eval generation", disable=not progress):
-        clip = render_clip(seed + i, split=split)
-        if "t2v" in tasks or "v2a" in tasks:  # real references on disjoint seeds, for Fréchet distances
-            real = render_clip(seed + i + REAL_SEED_OFFSET, split=split)
-            if "t2v" in tasks:
-                real_feats.append(judge_clip(real.frames, None, real.sample_rate, real.fps).features)
-            if "v2a" in tasks:
-                real_audio_feats.append(audio_features(real.audio, real.sample_rate))
-        attrs = clip.attributes
-        h, w = clip.frames.shape[1:3]
-        if "t2v" in tasks:
-            out = generate_fn("t2v", clip.caption, {"clip": clip})
-            res = judge_clip(out.frames, out.audio, out.sample_rate, out.fps)
-            t2v_results.append(res)
-            t2v_attrs.append({k: v for k, v in attrs.items() if k != "events"})
-            gen_feats.append(res.features)
-            temporal.append(temporal_consistency(out.frames, res))
-            samples["t2v"].append(out.frames)
-        if "i2v" in tasks:
-            out = generate_fn("i2v", clip.caption, {"clip": clip, "image": clip.frames[0]})
-            i2v_psnr.append(first_frame_psnr(out.frames, clip.frames[0]))
-            i2v_results.append(judge_clip(out.frames, None, out.sample_rate, out.fps))
-            i2v_attrs.append({k: v for k, v in attrs.items() if k != "events"})
-            samples["i2v"].append(out.frames)
-        mask = central_mask(h, w)
-        if "inpaint" in tasks:
-            masked = clip.frames.copy()
-            masked[:, mask] = 0
-            out = generate_fn("inpaint", clip.caption, {"clip": clip, "video": masked, "mask": mask})
-            fid = masked_fidelity(out.frames, clip.frames, mask)
-            inside.append(fid.inside_psnr)
-            outside.append(fid.outside_psnr)
-            samples["inpaint"].append(out.frames)
-        if "outpaint" in tasks:
-            kept = clip.frames.copy()
-            kept[:, ~mask] = 0
-            out = generate_fn("outpaint", clip.caption, {"clip": clip, "video": kept, "mask": ~mask})
-            fid = masked_fidelity(out.frames, clip.frames, mask)
-            outpaint_inside.append(fid.inside_psnr)
-            outpaint_outside.append(fid.outside_psnr)
-            samples["outpaint"].append(out.frames)
-        if "stylize" in tasks:
-            target = stylized_attributes(attrs, rng)
-            out = generate_fn("stylize", caption_for(target), {"clip": clip, "video": clip.frames})
-            res = judge_clip(out.frames, None, out.sample_rate, out.fps)
-            src = judge_clip(clip.frames, None, clip.sample_rate, clip.fps)
-            motion_follow.append(track_agreement(res, src, min(h, w)))
-            style_results.append(res)
-            style_attrs.append(target)
-            samples["stylize"].append(out.frames)
-        if "v2a" in tasks:
-            out = generate_fn("v2a", "", {"clip": clip, "video": clip.frames})
-            if out.audio is not None:
-                bounce_frames = sorted({int(e["frame"]) for e in attrs["events"]})
-                value = event_sync(out.audio, out.sample_rate, clip.fps, bounce_frames)
-                if math.isfinite(value):
-                    sync.append(value)
-                gen_audio_feats.append(audio_features(out.audio, out.sample_rate))
-        if "a2v" in tasks:
-            out = generate_fn("a2v", "", {"clip": clip, "audio": clip.audio})
-            res = judge_clip(out.frames, None, out.sample_rate, out.fps)
-            a2v_agree.append(audio_video_agreement(res, clip.audio, clip.sample_rate, clip.fps))
-            samples["a2v"].append(out.frames)
-
-    def mean(xs):  # NaN (undefined) entries are skipped; +inf (a perfect PSNR) is kept
-        xs = [x for x in xs if x is not None and not math.isnan(x)]
-        return float(np.mean(xs)) if xs else float("nan")
-
-    metrics: dict[str, Any] = {"num": num, "split": split, "seed": seed}
-    if t2v_results:
-        metrics["t2v"] = {
-            "prompt_following": judge_accuracy([None] * len(t2v_results), t2v_attrs, results=t2v_results),
-            "judge_frechet": frechet_distance(np.stack(gen_feats), np.stack(real_feats)),
-            "temporal": {
-                "frame_psnr": mean([t.frame_psnr for t in temporal]),
-                "flicker": mean([t.flicker for t in temporal]),
-                "persistence": mean([t.persistence for t in temporal]),
-            },
-        }
-    if i2v_psnr:
-        metrics["i2v"] = {
-            "first_frame_psnr": mean(i2v_psnr),
-            "prompt_following": judge_accuracy([None] * len(i2v_results), i2v_attrs, results=i2v_results),
-        }
-    if inside:
-        metrics["inpaint"] = {"inside_psnr": mean(inside), "outside_psnr": mean(outside)}
-    if outpaint_inside:
-        metrics["outpaint"] = {"inside_psnr": mean(outpaint_inside), "outside_psnr": mean(outpaint_outside)}
-    if style_results:
-        metrics["stylize"] = {
-            "motion_following": mean(motion_follow),
-            "text_following": judge_accuracy([None] * len(style_results), style_attrs, results=style_results),
-        }
-    if "v2a" in tasks:
-        metrics["v2a"] = {
-            "event_sync": mean(sync),
-            "clips_with_bounces": len(sync),
-            "audio_frechet": frechet_distance(np.stack(gen_audio_feats), np.stack(real_audio_feats))
-            if len(gen_audio_feats) >= 2
-            else float("nan"),
-        }
-    if a2v_agree:
-        metrics["a2v"] = {"audio_video_agreement": mean(a2v_agree)}
+    setup = Setup(
+        generate_fn,
+        [render_clip(seed + i, split=split) for i in range(num)],
+        [render_clip(seed + REAL_SEED_OFFSET + i, split=split) for i in range(num)],
+        split,
+        seed,
+        tokenizer,
+        guidance,
+    )
+    metrics: dict[str, Any] = {"num": num, "split": split, "seed": seed, "guidance": guidance}
+    samples: dict[str, list[np.ndarray]] = {}
+    for alias in tqdm(tasks, desc="eval generation", disable=not progress):
+        try:
+            metrics[alias], clips = SCORERS[alias](setup)
+        except TaskSkipped as e:
+            metrics[alias], clips = {"skipped": str(e)}, []
+        if clips:
+            samples[alias] = clips
+    metrics["verdicts"] = {alias: task_verdict(metrics[alias]) for alias in tasks}
     return metrics, samples
 
 
+def _entries(d: dict[str, Any], prefix: str = ""):
+    """(name, entry) of every scored entry in a task's metrics (dicts with a "verdict"), depth first."""
+    for key, value in d.items():
+        if isinstance(value, dict):
+            if "verdict" in value:
+                yield prefix + key, value
+            else:
+                yield from _entries(value, f"{prefix}{key}.")
+
+
+def task_verdict(task_metrics: dict[str, Any]) -> str:
+    """ "skipped"; else "fail" if any entry fails, "pass" if every entry passes, else "n/a"."""
+    if "skipped" in task_metrics:
+        return "skipped"
+    verdicts = [e["verdict"] for _, e in _entries(task_metrics)]
+    if "fail" in verdicts:
+        return "fail"
+    return "pass" if verdicts and all(v == "pass" for v in verdicts) else "n/a"
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else ("" if x is None else str(x))
+
+
+def verdict_table(metrics: dict[str, Any]) -> str:
+    """Markdown table: one row per scored entry (task, entry, value, floor / ceiling, target, verdict) and
+    one per skipped task."""
+    rows = ["| task | entry | value | floor / ceiling | target | verdict |", "|---|---|---|---|---|---|"]
+    for alias in metrics.get("verdicts", {}):
+        task_metrics = metrics[alias]
+        if "skipped" in task_metrics:
+            rows.append(f"| {alias} | skipped: {task_metrics['skipped']} | | | | skipped |")
+            continue
+        for name, e in _entries(task_metrics):
+            kind = "floor" if "floor" in e else "ceiling" if "ceiling" in e else None
+            baseline = f"{kind} {_fmt(e[kind])}" if kind else ""
+            value, target = _fmt(e["value"]), e.get("target", "")
+            rows.append(f"| {alias} | {name} | {value} | {baseline} | {target} | {e['verdict']} |")
+    return "\n".join(rows)
+
+
 # ================================================================ command line
+def _tokenizer_for(generate_fn) -> Any:
+    """The video tokenizer for the ceilings: the pipeline's own, or for --real the bundled one (None, with a
+    warning, when the install has none)."""
+    if isinstance(generate_fn, PipelineGenerator):
+        return generate_fn.video_tokenizer
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    try:
+        return VideoTokenizer.from_pretrained()
+    except UserError as e:
+        print(f"warning: no video tokenizer for the reconstruction ceilings ({e})")
+        return None
+
+
+def _charts(out_dir: Path, metrics: dict[str, Any]) -> list[tuple[str, Path]]:
+    from videopoet.eval.report import bar_chart
+
+    images = []
+    t2v = metrics.get("t2v", {}).get("prompt_following")
+    if t2v:
+        series = {
+            "generated": {k: e["value"] for k, e in t2v.items()},
+            "floor (unconditional)": {k: e["floor"] for k, e in t2v.items()},
+        }
+        chart = bar_chart(out_dir / "t2v_attributes.png", series, title="t2v: judge agreement")
+        images.append(("t2v prompt following per attribute vs the unconditional floor", chart))
+    style = metrics.get("stylize", {})
+    if "motion_following" in style:
+        acc = {k: v for k, v in style["text_following"].items() if k != "num_clips"}
+        acc["motion following"] = style["motion_following"]["value"]
+        chart = bar_chart(out_dir / "stylize.png", {"stylize": acc}, title="stylization")
+        images.append(("stylization: text following per attribute and motion following", chart))
+    return images
+
+
 def main(args) -> int:
-    from videopoet.eval.report import bar_chart, check_report, sample_grid, write_report
+    from videopoet.eval.report import check_report, sample_grid, write_report
     from videopoet.outputs import check_output
 
+    tasks = scored_aliases([t for arg in (args.tasks or TASKS) for t in arg.split(",") if t])
     out_dir = check_output(Path(args.out), kind="dir")
-    pictures = [out_dir / f"{t}_samples.gif" for t in TASKS] + [
+    pictures = [out_dir / f"{t}_samples.gif" for t in tasks] + [
         out_dir / "t2v_attributes.png",
         out_dir / "stylize.png",
     ]
@@ -442,30 +1018,25 @@ def main(args) -> int:
     else:
         generate_fn, source = model_generate_fn(args.model, seed=args.seed), f"model {args.model}"
     t0 = time.time()
-    metrics, samples = evaluate(generate_fn, num=args.num, split=args.split, seed=args.seed)
+    metrics, samples = evaluate(generate_fn, num=args.num, split=args.split, seed=args.seed, tasks=tasks,
+                                tokenizer=_tokenizer_for(generate_fn), guidance=args.guidance)  # fmt: skip
     metrics["source"] = source
     metrics["seconds"] = round(time.time() - t0, 1)
-    images = []
-    shown = {t: clips[:8] for t, clips in samples.items() if clips}
-    for task, clips in shown.items():
-        images.append((f"{task} samples", sample_grid(out_dir / f"{task}_samples.gif", clips, scale=1)))
-    if "t2v" in metrics:
-        acc = {k: v for k, v in metrics["t2v"]["prompt_following"].items() if k != "num_clips"}
-        chart = bar_chart(out_dir / "t2v_attributes.png", {"t2v": acc}, title="t2v: judge agreement")
-        images.insert(0, ("t2v prompt following per attribute", chart))
-    if "stylize" in metrics:
-        acc = {k: v for k, v in metrics["stylize"]["text_following"].items() if k != "num_clips"}
-        acc["motion"] = metrics["stylize"]["motion_following"]
-        images.append(
-            ("stylization", bar_chart(out_dir / "stylize.png", {"stylize": acc}, title="stylization"))
-        )
+    images = _charts(out_dir, metrics)
+    for task, clips in samples.items():
+        images.append((f"{task} samples", sample_grid(out_dir / f"{task}_samples.gif", clips[:8], scale=1)))
+    intro = [
+        f"Source: {source}; {args.num} clips of split `{args.split}` from seed {args.seed}; "
+        f"t2v guidance {args.guidance:g}.",
+        "Verdicts (pass: the target is met and the floor beaten; n/a: a baseline could not be computed):",
+        verdict_table(metrics),
+    ]
     notes = [
-        f"Source: {source}; {args.num} clips of split `{args.split}` from seed {args.seed}.",
-        "Judge Fréchet distances compare judge features of the outputs with real clips of disjoint seeds; "
-        f"with fewer clips than feature dimensions ({FEATURE_DIM}) they are biased upwards: compare equal N.",
+        "Judge Fréchet distances compare judge features with real clips of disjoint seeds; with fewer clips "
+        f"than feature dimensions ({FEATURE_DIM}) they are biased upwards: compare equal N.",
     ]
     json_path, md_path = write_report(
-        out_dir / "generation", "Generation evaluation", metrics, images=images, notes=notes
+        out_dir / "generation", "Generation evaluation", metrics, images=images, notes=notes, intro=intro
     )
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -57,8 +57,10 @@ def write_report(
     *,
     images: list[tuple[str, str | Path]] | None = None,
     notes: list[str] | None = None,
+    intro: list[str] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``OUT.json`` (metrics) and ``OUT.md`` (a table of scalar metrics, notes and images).
+    """Write ``OUT.json`` (metrics) and ``OUT.md`` (``intro`` paragraphs, a table of scalar metrics, notes
+    and images).
 
     ``images`` are (caption, path) pairs; paths are written relative to the Markdown file.
     """
@@ -66,7 +68,10 @@ def write_report(
     json_path = out_prefix.with_suffix(".json")
     md_path = out_prefix.with_suffix(".md")
     atomic_write_text(json_path, json.dumps(_clean(metrics), indent=2) + "\n")
-    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    lines = [f"# {title}", ""]
+    for paragraph in intro or []:
+        lines += [paragraph, ""]
+    lines += ["| metric | value |", "|---|---|"]
     for key, value in _flatten(metrics):
         if isinstance(value, int | float | str | bool):
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
