@@ -1,5 +1,6 @@
-"""VideoPoetPipeline on debug components: every supported task's shapes, determinism, save → load, the
-bundled-default and bad-folder errors, export to mp4 and GIF."""
+"""VideoPoetPipeline on debug components: the first six tasks' shapes, determinism, save → load, the
+bundled-default and bad-folder errors, export to mp4 and GIF (the other tasks and long video:
+test_pipeline_tasks.py)."""
 
 import json
 
@@ -95,8 +96,12 @@ def test_same_seed_same_output(pipe, one_thread):
 
 
 def test_bad_task_and_inputs(pipe):
-    with pytest.raises(ValueError, match="not supported by the pipeline yet.*text_to_video"):
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        run(pipe, task="nope")
+    with pytest.raises(ValueError, match="inpainting needs video="):
         run(pipe, task="inpainting")
+    with pytest.raises(ValueError, match="text_to_video does not read image="):
+        run(pipe, prompt="x", image=np.zeros((H, W, 3), np.uint8))
     with pytest.raises(ValueError, match="num_frames must be 1 \\+ 4"):
         pipe(prompt="x", num_frames=6, width=W, height=H)
     with pytest.raises(ValueError, match="guidance needs a text prompt"):

@@ -279,11 +279,27 @@ def _add_eval(top) -> None:
 def _add_generate(top) -> None:
     p = top.add_parser("generate", help="generate a clip (with sound) from a prompt or media files")
     p.add_argument("prompt", nargs="?", help="text prompt (text tasks; ignored by the others)")
-    p.add_argument("--task", default="t2v", help="t2v, t2i, i2v, v2a, a2v, t2a, or full names (default: t2v)")
-    p.add_argument("--image", help="image file (i2v)")
-    p.add_argument("--video", help="video file (v2a)")
-    p.add_argument("--audio", help="WAV or video file with sound (a2v)")
-    p.add_argument("--seconds", type=float, help="clip length; 1 + 4k frames at 8 fps nearest (default: 17)")
+    p.add_argument(
+        "--task",
+        default="t2v",
+        help="t2v, t2i, i2v, continue, inpaint, outpaint, outpaint_h, outpaint_v, stylize, edit, v2a, a2v, "
+        "avcont, t2a, uncond, or full names (default: t2v)",
+    )
+    p.add_argument("--image", help="image file (i2v, edit)")
+    p.add_argument("--video", help="video file (continue, inpaint/outpaint*, stylize, v2a, avcont)")
+    p.add_argument("--audio", help="WAV or video file with sound (a2v; avcont, default: --video's sound)")
+    p.add_argument(
+        "--mask",
+        metavar="FILE|REGION",
+        help="inpaint/outpaint*: mask image (white = generate) or center, border, sides, top-bottom "
+        "(default: the task's own region)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="clip length, 1 + 4k frames at 8 fps nearest; longer than one window (17 frames) is made "
+        "in windows (default: 17 frames; continue: the video + 1 s; v2a: the whole video)",
+    )
     p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")

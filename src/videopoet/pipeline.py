@@ -1,17 +1,32 @@
-"""``VideoPoetPipeline``: prompt and media in, frames and sound out. Glue only: tokenize the inputs into a
-``TokenRecord`` → ``lm/tasks.py``'s ``build_example`` (its prefix) → ``sampling.autoregressive.generate``
-on ``output_plan`` → ``decode_output`` → the tokenizers' decoders.
+"""``VideoPoetPipeline``: prompt and media in, frames and sound out. Glue only: the inputs are read
+(``conditions.py``) and tokenized into a ``TokenRecord`` → ``lm/tasks.py``'s ``build_example`` (its prefix)
+→ ``sampling.autoregressive.generate`` on ``output_plan`` → ``decode_output`` → the tokenizers' decoders.
+docs/generation.md says what each task reads and the choices made here.
 
 Dimension key: T frames, H W pixels, t h w latent grid, K audio RVQ levels, N audio samples (or codec
 frames where it says so), S text slots, D text width.
 
 Ground truth never reaches generation: the record holds the real input tokens and *placeholder* output
 tokens (zeros of the output's shape, so ``build_example`` can lay out the whole sequence), and only
-``ids[:prefix_len]`` is handed to the sampler.
+``ids[:prefix_len]`` is handed to the sampler. Given pixels come back unchanged: frame_prediction forces
+the given frames' tokens during decoding (they are input tokens, also in the prefix) and pastes the given
+frames over the decode; the painting tasks paste the kept pixels back; av_continuation its first frame
+and the sound the prefix read.
 
-Sound: visual tasks (text_to_video, image_to_video) get their sound by running video_to_audio on the
-generated frames afterwards (``with_audio=True``, the default), the paper's zero-shot composition;
-text_to_audio is that composition by name; audio_to_video returns the given sound with its frames.
+Long video (``num_frames`` above ``window_frames``: the longest trained clip length, 17 frames for the
+bundled shapes, that every step fits the LM's max_seq_len): the task makes the first window, then
+frame_prediction windows continue from the last second of what exists (SEAM_LATENTS latent frames = 9
+frames) until the clip is long enough. At each seam the conditioning frames are re-encoded; their real
+tokens are forced in the window's output, and the window's decode (the conditioning frames' decode, then
+the new frames) replaces them, so each window's frames come from one decode. Only the first window reads
+the prompt (frame_prediction reads no text).
+
+Sound: visual tasks get theirs by running video_to_audio on the generated frames afterwards
+(``with_audio=True``, the default; the paper's zero-shot composition), in windows of ``window_frames``
+overlapping like the video's and joined with an equal-power cross-fade of CROSSFADE_S at the end of each
+overlap; text_to_audio is that composition by name; audio_to_video returns the given sound with its
+frames; av_continuation generates frames and sound together. Each sampler call gets its own seed (seed,
+seed + 1, … in order) and is reported to ``progress(done, total)``.
 
 Checkpoint layout (``save_pretrained`` / ``from_pretrained``; diffusers-like, nothing pickled)::
 
@@ -32,34 +47,57 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from videopoet.components import PRETRAINED_ROOT
+from videopoet.conditions import (
+    CROSSFADE_S,
+    FPS,
+    SEAM_LATENTS,
+    Window,
+    audio_windows,
+    check_media,
+    clip_geometry,
+    continuation_windows,
+    crossfade,
+    latents,
+    load_audio,
+    load_image,
+    load_mask,
+    load_video,
+    painting_condition,
+    require_geometry,
+)
 from videopoet.errors import UserError, require
 from videopoet.lm import tasks
 from videopoet.lm.records import TokenRecord, encode_captions
-from videopoet.lm.vocab import Vocab
+from videopoet.lm.tasks import TEMPORAL_FACTOR
+from videopoet.lm.vocab import DURATIONS, Vocab
 
 MODEL_INDEX = "model_index.json"
 FORMAT_VERSION = 1
 COMPONENTS = ("video_tokenizer", "audio_tokenizer", "transformer")  # folders; the text encoder is a reference
-FPS = 8  # frames per second the tokenizers and the LM are trained at (the synthetic world's rate)
-# Tasks whose inputs are tokenizable today. To come (issue 15): frame_prediction (continuation), the
-# painting tasks (a mask or named region → COMMIT tokens), stylization (flow + depth of a source video),
-# av_continuation and editing.
-SUPPORTED_TASKS = (
-    "text_to_video",
-    "text_to_image",
-    "image_to_video",
-    "video_to_audio",
-    "audio_to_video",
-    "text_to_audio",
-)
-_VISUAL_WITH_SOUND = ("text_to_video", "image_to_video")  # get sound from video_to_audio when with_audio
+SUPPORTED_TASKS = tuple(tasks.TASKS)  # every task of the registry, compositions included
+# Tasks whose output may be longer than one window (later windows by frame_prediction; video_to_audio:
+# its sound in windows).
+LONG_TASKS = ("unconditional", "text_to_video", "image_to_video", "text_to_audio", "frame_prediction",
+              "video_to_audio")  # fmt: skip
+_GENERATE_FIRST = ("unconditional", "text_to_video", "text_to_image", "image_to_video", "text_to_audio")
+_COMPOSED = {
+    "text_to_audio": ("text_to_video",),
+    "editing": ("image_to_video", "stylization"),
+}  # visual steps
+_VISUAL_WITH_SOUND = (  # get sound from video_to_audio when with_audio
+    "unconditional", "text_to_video", "image_to_video", "frame_prediction", *tasks.PAINTING_KINDS,
+    "stylization", "editing",
+)  # fmt: skip
+_READS_AUDIO = ("video_to_audio", "audio_to_video", "av_continuation")
 
 
 @dataclass
@@ -182,6 +220,9 @@ class VideoPoetPipeline:
         image=None,
         video=None,
         audio=None,
+        mask=None,
+        flow=None,
+        depth=None,
         num_frames: int = 17,
         width: int = 128,
         height: int = 128,
@@ -192,36 +233,116 @@ class VideoPoetPipeline:
         top_k: int | None = None,
         top_p: float | None = None,
         with_audio: bool = True,
+        keep_first_frame: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> VideoPoetOutput:
-        """Run ``task`` (a name or alias) → ``VideoPoetOutput``. Supported: text_to_video, text_to_image
-        (one frame), image_to_video (``image``: uint8 (H, W, 3) or an image file; centre-cropped and
-        resized), video_to_audio (``video``: uint8 (T, H, W, 3) or a video file; returns its frames with
-        the generated sound), audio_to_video (``audio``: float32 (N,) at ``sample_rate`` or a WAV / video
-        file; returns it with the generated frames), text_to_audio (text_to_video then video_to_audio).
-        text_to_video and image_to_video get sound by running video_to_audio after them unless
-        ``with_audio`` is False. Still to come: continuation, inpainting / outpainting, stylization,
-        audio-video continuation, editing (ValueError until then). Same arguments and seed → same output.
-        Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task."""
+        """Run ``task`` (a name or alias of lm/tasks.py; all of SUPPORTED_TASKS) → ``VideoPoetOutput`` of
+        ``num_frames`` frames at width × height (one frame for text_to_image). Media, as arrays or files:
+
+        - ``image``: uint8 (H, W, 3) or an image file (image_to_video, editing);
+        - ``video``: uint8 (T, H, W, 3) or a video file: the clip to continue (frame_prediction: all its
+          frames, num_frames counts them too), paint (its first num_frames), restyle (stylization), give
+          sound to (video_to_audio), or whose first frame av_continuation continues;
+        - ``audio``: float32 (N,) at ``sample_rate`` or a WAV / video file (audio_to_video; av_continuation,
+          whose default is the video file's own sound);
+        - ``mask`` (painting): bool (height, width) True = generate, a mask image (white = generate), or a
+          region of ``conditions.REGIONS``; None: the task's trained region;
+        - ``flow`` float32 (T − 1, H, W, 2) and ``depth`` float32 (T, H, W) of the stylization source at
+          the output size (else computed: conditions.clip_geometry).
+
+        Centre-cropped and resized to width × height. Visual tasks get sound from video_to_audio unless
+        ``with_audio`` is False; ``keep_first_frame``: stylization's variant that also reads the source's
+        first frame. Clips longer than ``window_frames`` are made in windows (module docstring);
+        ``progress(done, total)`` is called after each sampler call. Same arguments and seed → same
+        output. Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task and steers
+        only its steps that read the prompt."""
         name = tasks.task(task).name
-        if name not in SUPPORTED_TASKS:
-            raise ValueError(
-                f"task {name!r} is not supported by the pipeline yet; use one of {SUPPORTED_TASKS}"
-            )
+        check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
+        if keep_first_frame and name not in ("stylization", "editing"):
+            raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
+        if "text" not in tasks.task(name).inputs and (guidance_scale != 1 or negative_prompt):
+            raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
         frames = 1 if name == "text_to_image" else num_frames
         self._check_shape(frames, width, height)
         sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
-        ctx = _Context(prompt, negative_prompt, frames, width, height, seed, sampling)
-        if name == "video_to_audio":
-            clip = self._load_video(video, ctx)
-            return self._output(clip, self._video_to_audio(clip, ctx))
+        ctx = _Context(prompt, negative_prompt, frames, width, height, seed, sampling, keep_first_frame)
+        sound = _makes_sound(name, with_audio)
+        window = self._window(name, ctx, sound)
+        given = self._load(name, ctx, dict(image=image, video=video, audio=audio, mask=mask, flow=flow,
+                                           depth=depth))  # fmt: skip
+        run = _Run(ctx, window, self._count_steps(name, given, ctx, window, sound), progress)
+        if name == "av_continuation":
+            return self._output(*self._av_continuation(given, run))
+        out = self._frames(name, given, run)
         if name == "audio_to_video":
-            wave = self._load_audio(audio, ctx)
-            return self._output(self._generate_video(name, ctx, audio=wave), wave)
-        out = self._generate_video("text_to_video" if name == "text_to_audio" else name, ctx, image=image)
-        sound = None
-        if name == "text_to_audio" or (with_audio and name in _VISUAL_WITH_SOUND):
-            sound = self._video_to_audio(out, ctx.unguided(seed + 1))
-        return self._output(out, sound)
+            return self._output(out, given.audio)
+        return self._output(out, self._soundtrack(out, run) if sound else None)
+
+    def window_frames(
+        self, task: str, width: int = 128, height: int = 128, *, with_audio: bool = True,
+        keep_first_frame: bool = False,
+    ) -> int:  # fmt: skip
+        """The most frames one window of ``task`` makes at width × height: the longest trained clip length
+        (lm/vocab.py DURATIONS) at which every step it runs (the task, frame_prediction for long video,
+        video_to_audio for sound) fits the LM's max_seq_len; where none does (small test models), the
+        longest 1 + 4k below them that fits. ValueError when not even 5 frames fit."""
+        name = tasks.task(task).name
+        if name == "text_to_image":
+            return 1
+        steps = self._steps(name, _makes_sound(name, with_audio))
+        size = (width, height, keep_first_frame)
+        trained = [d for d in DURATIONS if self._fits(steps, d, *size)]
+        if trained:
+            return max(trained)
+        tf = TEMPORAL_FACTOR
+        fitting = [f for f in range(1 + tf, min(DURATIONS), tf) if self._fits(steps, f, *size)]
+        if not fitting:
+            raise ValueError(
+                f"{name} at {width}×{height}: not even {1 + tf} frames fit the LM's max_seq_len "
+                f"({self.transformer.config.max_seq_len})"
+            )
+        return max(fitting)
+
+    def _steps(self, name: str, sound: bool) -> tuple[str, ...]:
+        """The trained tasks one window of ``name`` runs."""
+        steps = list(_COMPOSED.get(name, (name,)))
+        if name in LONG_TASKS and name != "video_to_audio":
+            steps.append("frame_prediction")
+        if sound:
+            steps.append("video_to_audio")
+        return tuple(dict.fromkeys(steps))
+
+    def _fits(self, steps, frames: int, width: int, height: int, first_frame: bool) -> bool:
+        grid = self.video_tokenizer.latent_shape(frames, height, width)
+        cfg, levels = self.transformer.config, self.audio_tokenizer.config.num_levels
+        n = self.audio_tokenizer.num_frames(_audio_samples(frames, self.sample_rate))
+        lengths = [
+            tasks.sequence_length(
+                step, self.vocab, grid=grid, audio_frames=n if step in _READS_AUDIO else 0,
+                audio_levels=levels, text_slots=cfg.text_slots,
+                first_frame=first_frame and step == "stylization",
+            )
+            for step in steps
+        ]  # fmt: skip
+        return max(lengths) - 1 <= cfg.max_seq_len  # the sampler never feeds the last output token (<eos>)
+
+    def _window(self, name: str, ctx: _Context, sound: bool) -> int:
+        """window_frames, after checking that a task that makes no long clips fits in one."""
+        window = self.window_frames(
+            name, ctx.width, ctx.height, with_audio=sound, keep_first_frame=ctx.keep_first_frame
+        )
+        size = (ctx.width, ctx.height, ctx.keep_first_frame)
+        if (
+            name not in LONG_TASKS
+            and name != "text_to_image"
+            and not self._fits(self._steps(name, sound=False), ctx.frames, *size)
+        ):
+            raise ValueError(
+                f"{name} of {ctx.frames} frames at {ctx.width}×{ctx.height} does not fit the LM's "
+                f"max_seq_len ({self.transformer.config.max_seq_len}): at most {window} frames; only "
+                f"{', '.join(LONG_TASKS)} make longer clips (in windows)"
+            )
+        return window
 
     def _output(self, frames: np.ndarray, audio: np.ndarray | None) -> VideoPoetOutput:
         return VideoPoetOutput(frames, audio, self.sample_rate, float(FPS))
@@ -235,20 +356,173 @@ class VideoPoetPipeline:
                 f"{sf}; got {frames} frames of {width}×{height}"
             )
 
-    def _generate_video(self, name: str, ctx, *, image=None, audio=None) -> np.ndarray:
-        """A visual task → uint8 frames (T, H, W, 3) (T = 1 for text_to_image)."""
+    # ------------------------------------------------------------------------------------ the tasks
+    def _load(self, name: str, ctx: _Context, media: dict) -> _Inputs:
+        """The call's media as arrays at the output size, checked before any sampling."""
+        w, h = ctx.width, ctx.height
+        image = None if media["image"] is None else load_image(media["image"], w, h)
+        video = None
+        if media["video"] is not None:
+            count = {"frame_prediction": None, "av_continuation": 1}.get(name, ctx.frames)
+            video = load_video(media["video"], frames=count, width=w, height=h, fps=FPS)
+        if name == "frame_prediction" and len(video) >= ctx.frames:
+            raise ValueError(
+                f"frame_prediction continues the {len(video)} given frames: num_frames (the whole output, "
+                f"given frames included) must be more, got {ctx.frames}"
+            )
+        sound = media["audio"]
+        if name == "av_continuation" and sound is None:
+            if not isinstance(media["video"], str | os.PathLike):
+                raise ValueError(
+                    "av_continuation needs audio= when video= is an array (a file lends its sound)"
+                )
+            sound = media["video"]
+        wave = None if sound is None else load_audio(sound, _audio_samples(ctx.frames, self.sample_rate),
+                                                    self.sample_rate)  # fmt: skip
+        mask = load_mask(media["mask"], name, h, w) if name in tasks.PAINTING_KINDS else None
+        flow = depth = None
+        if name == "stylization":
+            flow, depth = clip_geometry(video, media["flow"], media["depth"], device=self.device)
+        if name == "editing":
+            require_geometry(name)  # before the image_to_video step, not after it
+        return _Inputs(image, video, wave, mask, flow, depth)
+
+    def _count_steps(self, name: str, given: _Inputs, ctx: _Context, window: int, sound: bool) -> int:
+        """Sampler calls the run makes (for ``progress``)."""
+        total = ctx.frames
+        if name in _GENERATE_FIRST:
+            first = min(total, window)
+            video = 1 + len(continuation_windows(first, total, window, SEAM_LATENTS))
+        elif name == "frame_prediction":
+            have = len(given.video)
+            video = len(continuation_windows(have, total, window, latents(have)))
+        else:
+            video = {"video_to_audio": 0, "editing": 2}.get(name, 1)
+        return video + (len(audio_windows(total, window)) if sound else 0)
+
+    def _frames(self, name: str, given: _Inputs, run: _Run) -> np.ndarray:
+        """The frames of every task but av_continuation, uint8 (T, H, W, 3)."""
+        if name in _GENERATE_FIRST:
+            step = _COMPOSED.get(name, (name,))[0]
+            first = self._generate_video(
+                step, run.call(step, min(run.ctx.frames, run.window)), image=given.image
+            )
+            return self._extend(first, run, SEAM_LATENTS)
+        if name == "frame_prediction":
+            out = self._extend(given.video, run, latents(len(given.video)))
+            out[: len(given.video)] = given.video  # the given frames come back unchanged
+            return out
+        if name in tasks.PAINTING_KINDS:
+            return self._paint(name, given, run)
+        if name == "stylization":
+            return self._stylize(given.video, given.flow, given.depth, run)
+        if name == "editing":
+            clip = self._generate_video("image_to_video", run.call("image_to_video", run.ctx.frames),
+                                        image=given.image)  # fmt: skip
+            return self._stylize(clip, *clip_geometry(clip, task=name, device=self.device), run)
+        if name == "audio_to_video":
+            return self._generate_video(name, run.call(name, run.ctx.frames), audio=given.audio)
+        return given.video  # video_to_audio: the given frames, with new sound
+
+    def _generate_video(self, name: str, ctx: _Context, *, image=None, audio=None) -> np.ndarray:
+        """A visual task from text, an image (uint8 (H, W, 3)) or sound → uint8 frames (T, H, W, 3)."""
         grid = self.video_tokenizer.latent_shape(ctx.frames, ctx.height, ctx.width)
         video = np.zeros(grid, np.int32)  # placeholder output tokens: never reach the sampler
-        if name == "image_to_video":
-            picture = _load_image(image, ctx.width, ctx.height)
-            video[:1] = self._encode_video(picture[None])  # one frame = the first latent frame
+        if image is not None:
+            video[:1] = self._encode_video(image[None])  # one frame = the first latent frame
         codes = None if audio is None else self._encode_audio(audio)
         record = self._record(ctx, video, codes, text="text" in tasks.task(name).inputs)
         tokens = self._sample(name, record, ctx)
         indices, _ = tasks.decode_output(name, tokens, self.vocab, grid, *self._audio_shape(codes))
         return self._decode_video(indices)
 
-    def _video_to_audio(self, frames: np.ndarray, ctx) -> np.ndarray:
+    def _extend(self, frames: np.ndarray, run: _Run, first_given: int) -> np.ndarray:
+        """Continue ``frames`` to the call's length in frame_prediction windows (module docstring)."""
+        total = run.ctx.frames
+        for win in continuation_windows(len(frames), total, run.window, first_given):
+            cond = frames[win.start : win.start + 1 + TEMPORAL_FACTOR * (win.given - 1)]
+            frames = np.concatenate([frames[: win.start], self._prediction_window(cond, win, run)])[:total]
+        return frames
+
+    def _prediction_window(self, cond: np.ndarray, win: Window, run: _Run) -> np.ndarray:
+        """One frame_prediction window: its first frames ``cond`` uint8 (1 + 4(k − 1), H, W, 3) → the
+        decoded window uint8 (win.length, H, W, 3), whose first latent frames are cond's real tokens."""
+        ctx = run.call("frame_prediction", win.length)
+        grid = self.video_tokenizer.latent_shape(win.length, ctx.height, ctx.width)
+        given = self._encode_video(cond)  # (k, h, w): causal, so the window's first k latent frames
+        video = np.zeros(grid, np.int32)
+        video[: win.given] = given
+        forced = self.vocab.visual_grid_to_lm(torch.from_numpy(given).long())
+        record = self._record(ctx, video, None, text=False)
+        tokens = self._sample("frame_prediction", record, ctx, given=win.given, forced=forced)
+        indices, _ = tasks.decode_output(
+            "frame_prediction", tokens, self.vocab, grid, *self._audio_shape(None)
+        )
+        return self._decode_video(indices)
+
+    def _paint(self, name: str, given: _Inputs, run: _Run) -> np.ndarray:
+        """In/outpainting: the COMMIT condition of the kept pixels → the clip, kept pixels pasted back."""
+        ctx = run.call(name, run.ctx.frames)
+        grid = self.video_tokenizer.latent_shape(ctx.frames, ctx.height, ctx.width)
+        cond = self._encode_condition(painting_condition(given.video, given.mask, name))
+        record = self._record(ctx, np.zeros(grid, np.int32), None, text=False, conditions={name: cond})
+        tokens = self._sample(name, record, ctx)
+        indices, _ = tasks.decode_output(name, tokens, self.vocab, grid, *self._audio_shape(None))
+        out = self._decode_video(indices)
+        out[:, ~given.mask] = given.video[:, ~given.mask]
+        return out
+
+    def _stylize(self, source: np.ndarray, flow: np.ndarray, depth: np.ndarray, run: _Run) -> np.ndarray:
+        """Stylization: the prompt + the flow/depth tokens of ``source`` (+ its first frame with
+        keep_first_frame) → a new clip."""
+        from videopoet.tokenizers.conditioning import flow_depth_video
+
+        ctx = run.call("stylization", run.ctx.frames)
+        grid = self.video_tokenizer.latent_shape(ctx.frames, ctx.height, ctx.width)
+        video = np.zeros(grid, np.int32)
+        if ctx.keep_first_frame:
+            video[:1] = self._encode_video(source[:1])
+        cond = self._encode_condition(flow_depth_video(flow, depth))  # as lm/records.py tokenizes it
+        record = self._record(ctx, video, None, text=True, conditions={"flow_depth": cond})
+        tokens = self._sample("stylization", record, ctx, first_frame=ctx.keep_first_frame)
+        indices, _ = tasks.decode_output("stylization", tokens, self.vocab, grid, *self._audio_shape(None))
+        return self._decode_video(indices)
+
+    def _av_continuation(self, given: _Inputs, run: _Run) -> tuple[np.ndarray, np.ndarray]:
+        """The first frame + the sound covering it → the whole clip and its sound (given parts unchanged)."""
+        ctx = run.call("av_continuation", run.ctx.frames)
+        grid = self.video_tokenizer.latent_shape(ctx.frames, ctx.height, ctx.width)
+        video = np.zeros(grid, np.int32)
+        video[:1] = self._encode_video(given.video[:1])
+        codes = self._encode_audio(given.audio)  # (K, N)
+        head = tasks.audio_head(grid[0], codes.shape[1])
+        audio = np.zeros_like(codes)  # what follows the head is output: placeholders
+        audio[:, :head] = codes[:, :head]
+        record = self._record(ctx, video, audio, text=False)
+        tokens = self._sample("av_continuation", record, ctx)
+        tail, tail_codes = tasks.decode_output(
+            "av_continuation", tokens, self.vocab, grid, *codes.shape[::-1]
+        )
+        frames = self._decode_video(torch.cat([torch.from_numpy(video[:1]).long(), tail]))
+        frames[0] = given.video[0]
+        sound = self._decode_audio(torch.cat([torch.from_numpy(audio[:, :head]).long(), tail_codes], 1),
+                                   len(given.audio))  # fmt: skip
+        kept = head * self.audio_tokenizer.config.hop  # the samples the prefix read
+        sound[:kept] = given.audio[:kept]
+        return frames, sound
+
+    def _soundtrack(self, frames: np.ndarray, run: _Run) -> np.ndarray:
+        """video_to_audio over ``frames`` uint8 (T, H, W, 3) → float32 (N,), in windows joined by a
+        cross-fade when T is above the window."""
+        length = min(len(frames), run.window)
+        out, end = np.zeros(_audio_samples(len(frames), self.sample_rate), np.float32), 0
+        fade = int(round(CROSSFADE_S * self.sample_rate))
+        for start in audio_windows(len(frames), run.window):
+            part = self._video_to_audio(frames[start : start + length], run.call("video_to_audio", length))
+            end = crossfade(out, part, _audio_samples(start, self.sample_rate), end, fade)
+        return out
+
+    def _video_to_audio(self, frames: np.ndarray, ctx: _Context) -> np.ndarray:
         """uint8 frames (T, H, W, 3) → generated float32 sound (N,) of the same length."""
         n = _audio_samples(len(frames), self.sample_rate)
         placeholder = np.zeros(
@@ -259,18 +533,20 @@ class VideoPoetPipeline:
         _, codes = tasks.decode_output(
             "video_to_audio", tokens, self.vocab, record.video.shape, *placeholder.shape[::-1]
         )
-        return self.audio_tokenizer.decode(codes[None].to(self.device), length=n)[0, 0].cpu().numpy()
+        return self._decode_audio(codes, n)
 
+    # ------------------------------------------------------------------------------------ records, sampling
     def _audio_shape(self, codes) -> tuple[int, int]:
         """(codec frames, levels) of the record's audio (0 frames when it has none)."""
         levels = self.audio_tokenizer.config.num_levels
         return (0, levels) if codes is None else (codes.shape[1], levels)
 
-    def _record(self, ctx, video: np.ndarray, audio: np.ndarray | None, *, text: bool) -> TokenRecord:
+    def _record(self, ctx, video: np.ndarray, audio, *, text: bool, conditions=None) -> TokenRecord:
         text, mask = self._encode_prompt(ctx.prompt) if text else (None, None)
         return TokenRecord(
-            "pipeline", ctx.prompt or "", video, audio, text, mask, {}, ctx.width, ctx.height, ctx.frames
-        )
+            "pipeline", ctx.prompt or "", video, audio, text, mask, conditions or {}, ctx.width, ctx.height,
+            ctx.frames,
+        )  # fmt: skip
 
     def _encode_prompt(self, prompt: str | None):
         """(float16 (S, D), bool (S,)) as training stored it; an empty prompt: one masked slot (no text)."""
@@ -280,42 +556,64 @@ class VideoPoetPipeline:
             raise UserError("this pipeline has no text encoder: it cannot read a prompt")
         return encode_captions(self.text_encoder, [prompt])[0]
 
-    def _sample(self, name: str, record: TokenRecord, ctx) -> torch.Tensor:
-        """The prefix of ``record`` under ``name`` → the sampled output segment, long (T_out,)."""
+    def _sample(self, name: str, record: TokenRecord, ctx, *, first_frame=False, given=None, forced=None):
+        """The prefix of ``record`` under ``name`` → the sampled output segment, long (T_out,).
+        ``given``: frame_prediction's given latent frames; ``forced``: LM ids (n,) the first n visual
+        output positions take (the given frames' tokens); ``first_frame``: stylization's variant."""
         from videopoet.sampling.autoregressive import generate, output_plan
 
         reads_text = "text" in tasks.task(name).inputs
         if not reads_text and (ctx.sampling["guidance_scale"] != 1 or ctx.negative_prompt):
             raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
-        ex = self._example(name, record, ctx.seed)
+        ex = self._example(name, record, ctx.seed, first_frame=first_frame, given=given)
         negative = None
         if reads_text and ctx.negative_prompt:
             text, mask = self._encode_prompt(ctx.negative_prompt)
-            neg = self._example(name, dataclasses.replace(record, text=text, text_mask=mask), ctx.seed)
+            neg = self._example(name, dataclasses.replace(record, text=text, text_mask=mask), ctx.seed,
+                                first_frame=first_frame)  # fmt: skip
             negative = (neg.text.to(self.device), neg.text_mask.to(self.device))
         plan = output_plan(name, self.vocab, record.video.shape, *self._audio_shape(record.audio))
+        if forced is not None:
+            plan = _force(plan, forced.tolist())
         prefix = ex.ids[: ex.prefix_len].to(self.device)
         text_args = (ex.text.to(self.device), ex.text_mask.to(self.device)) if reads_text else (None, None)
         out = generate(
             self.transformer, prefix, ex.prefix_len, *text_args, plan=plan, negative=negative, seed=ctx.seed,
             **ctx.sampling,
         )  # fmt: skip
+        if ctx.on_step is not None:
+            ctx.on_step()
         return out.cpu()
 
-    def _example(self, name: str, record: TokenRecord, seed: int) -> tasks.Example:
+    def _example(self, name: str, record: TokenRecord, seed: int, *, first_frame=False, given=None):
         cfg = self.transformer.config
-        return tasks.build_example(
+        ex = tasks.build_example(
             name, record, self.vocab, text_slots=cfg.text_slots, text_dim=cfg.text_dim,
-            rng=np.random.default_rng(seed),
+            rng=np.random.default_rng(seed), first_frame=bool(first_frame),
         )  # fmt: skip
+        if given is None:
+            return ex
+        # build_example draws frame_prediction's given latent frames at random (training); here they are
+        # the ``given`` real ones: its one visual input segment, just before the prefix's last id, becomes
+        # prediction_input(video, given) (lm/tasks.py)
+        n, stop = record.video.size, ex.prefix_len - 1
+        ids = ex.ids.clone()
+        if ids[stop - n - 1] != Vocab.bov_i or ids[stop] != Vocab.eov_i:
+            raise ValueError("frame_prediction's prefix is not laid out as lm/tasks.py documents")
+        video = torch.from_numpy(record.video).long()
+        ids[stop - n : stop] = self.vocab.visual_grid_to_lm(tasks.prediction_input(video, given))
+        return dataclasses.replace(ex, ids=ids)
 
     # ------------------------------------------------------------------------------------ media ↔ tokens
     def _encode_video(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (T, H, W, 3) → int32 (t, h, w) tokenizer indices."""
         from videopoet.data.sample import frames_to_tensor
 
-        x = frames_to_tensor(frames)[None].to(self.device)  # (1, 3, T, H, W)
-        return self.video_tokenizer.encode(x)[0].to(torch.int32).cpu().numpy()
+        return self._encode_condition(frames_to_tensor(frames)[None])
+
+    def _encode_condition(self, video: torch.Tensor) -> np.ndarray:
+        """float (1, 3, T, H, W) in [-1, 1] → int32 (t, h, w) tokenizer indices."""
+        return self.video_tokenizer.encode(video.to(self.device))[0].to(torch.int32).cpu().numpy()
 
     def _decode_video(self, indices: torch.Tensor) -> np.ndarray:
         from videopoet.data.sample import tensor_to_frames
@@ -327,52 +625,14 @@ class VideoPoetPipeline:
         x = torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None, None].to(self.device)
         return self.audio_tokenizer.encode(x)[0].to(torch.int32).cpu().numpy()
 
-    def _load_video(self, video, ctx) -> np.ndarray:
-        """A path or uint8 (T, H, W, 3) → the first ``ctx.frames`` frames at width × height."""
-        from videopoet.data.media import conform_clip, read_video, resize_center_crop
-
-        if video is None:
-            raise ValueError("video_to_audio needs video= (uint8 (T, H, W, 3) frames or a video file)")
-        if isinstance(video, str | os.PathLike):
-            data = read_video(video, with_audio=False)
-            return conform_clip(data, start=0.0, num_frames=ctx.frames, fps=FPS, width=ctx.width,
-                                height=ctx.height, sample_rate=self.sample_rate).frames  # fmt: skip
-        video = np.asarray(video)
-        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or len(video) < ctx.frames:
-            raise ValueError(
-                f"video must be uint8 (T ≥ {ctx.frames}, H, W, 3), got {video.dtype} {video.shape}"
-            )
-        return resize_center_crop(video[: ctx.frames], ctx.width, ctx.height)
-
-    def _load_audio(self, audio, ctx) -> np.ndarray:
-        """A path (WAV or a video with sound) or float32 (N,) at ``sample_rate`` → exactly the clip's
-        samples (cut, or padded with silence)."""
-        from videopoet.data.media import read_video, read_wav, resample_audio
-
-        if audio is None:
-            raise ValueError("audio_to_video needs audio= (float32 (N,) samples or a WAV / video file)")
-        if isinstance(audio, str | os.PathLike):
-            if str(audio).lower().endswith(".wav"):
-                data = read_wav(audio)
-                audio = resample_audio(data.audio, data.sample_rate, self.sample_rate)
-            else:
-                path, audio = audio, read_video(audio, sample_rate=self.sample_rate).audio
-                if audio is None:
-                    raise UserError(f"{path}: the file has no sound")
-        audio = np.asarray(audio)
-        if audio.ndim != 1 or audio.dtype.kind != "f":
-            raise ValueError(
-                f"audio must be float (N,) mono at {self.sample_rate} Hz, got {audio.dtype} {audio.shape}"
-            )
-        n = _audio_samples(ctx.frames, self.sample_rate)
-        out = np.zeros(n, np.float32)
-        out[: min(n, len(audio))] = np.clip(audio[:n], -1, 1)
-        return out
+    def _decode_audio(self, codes: torch.Tensor, samples: int) -> np.ndarray:
+        """long (K, N') codec codes → float32 (samples,)."""
+        return self.audio_tokenizer.decode(codes[None].to(self.device), length=samples)[0, 0].cpu().numpy()
 
 
 @dataclass(frozen=True)
 class _Context:
-    """One call's settings, handed to the steps."""
+    """One sampler call's settings (``_Run.call`` makes them from the call's)."""
 
     prompt: str | None
     negative_prompt: str | None
@@ -381,37 +641,66 @@ class _Context:
     height: int
     seed: int
     sampling: dict
+    keep_first_frame: bool = False
+    on_step: Callable[[], None] | None = None  # called after the sampler returns
 
     def unguided(self, seed: int) -> _Context:
-        """The settings of a composition's next step: another seed, no guidance (it reads no text)."""
+        """The settings of a step that reads no text: another seed, no guidance."""
         sampling = {**self.sampling, "guidance_scale": 1.0}
         return dataclasses.replace(self, seed=seed, negative_prompt=None, sampling=sampling)
+
+
+@dataclass
+class _Run:
+    """One call's sampler steps: each gets the next seed and is reported to ``progress``."""
+
+    ctx: _Context  # the call's settings; ctx.frames is the whole output's length
+    window: int  # most frames one sampler call makes
+    total: int  # sampler calls the call makes
+    progress: Callable[[int, int], None] | None
+    issued: int = 0
+    done: int = 0
+
+    def call(self, task: str, frames: int) -> _Context:
+        """The settings of the next sampler call: ``frames`` long, seed + calls so far, guided only when
+        ``task`` reads the prompt."""
+        seed = self.ctx.seed + self.issued
+        self.issued += 1
+        ctx = dataclasses.replace(self.ctx, frames=frames, seed=seed, on_step=self.step_done)
+        return ctx if "text" in tasks.task(task).inputs else ctx.unguided(seed)
+
+    def step_done(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+class _Inputs(NamedTuple):
+    """A call's media at the output size (None where the task reads none)."""
+
+    image: np.ndarray | None  # uint8 (H, W, 3)
+    video: np.ndarray | None  # uint8 (T, H, W, 3)
+    audio: np.ndarray | None  # float32 (N,) at sample_rate, the output's length
+    mask: np.ndarray | None  # bool (H, W), True = generate
+    flow: np.ndarray | None  # float32 (T − 1, H, W, 2)
+    depth: np.ndarray | None  # float32 (T, H, W)
+
+
+def _force(plan: list, ids: list[int]) -> list:
+    """``plan`` with its first len(ids) visual positions (after <bov_o>) forced to ``ids``."""
+    if not all(isinstance(entry, range) for entry in plan[1 : 1 + len(ids)]):
+        raise ValueError("the forced ids must fall on the output's first visual positions")
+    return [plan[0], *ids, *plan[1 + len(ids) :]]
+
+
+def _makes_sound(name: str, with_audio: bool) -> bool:
+    """Whether the output's sound comes from video_to_audio over its frames."""
+    return name in ("text_to_audio", "video_to_audio") or (with_audio and name in _VISUAL_WITH_SOUND)
 
 
 def _audio_samples(frames: int, sample_rate: int) -> int:
     """Samples of sound that last as long as ``frames`` frames at FPS (17 → 34,000 at 16 kHz)."""
     return int(round(frames / FPS * sample_rate))
-
-
-def _load_image(image, width: int, height: int) -> np.ndarray:
-    """A path or uint8 (H, W, 3) → uint8 (height, width, 3), centre-cropped and resized."""
-    from videopoet.data.media import resize_center_crop
-
-    if image is None:
-        raise ValueError("image_to_video needs image= (uint8 (H, W, 3) or an image file)")
-    if isinstance(image, str | os.PathLike):
-        Image = require("PIL.Image")
-        if not Path(image).is_file():
-            raise UserError(f"{image}: no such image file")
-        try:
-            with Image.open(image) as im:
-                image = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise UserError(f"{image}: not a readable image ({e})") from None
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    return resize_center_crop(image[None], width, height)[0]
 
 
 def _read_index(path: Path) -> dict:
