@@ -98,3 +98,15 @@ def test_lm_task_mixture_override_keeps_the_other_tasks():
     cfg = load_config(LMTrainConfig, root / "configs" / "lm_debug.toml", ["tasks.stylization=0"])
     assert cfg.tasks == DEFAULT_MIX | {"stylization": 0.0}
     assert "stylization" not in {cfg.task_of_step(s) for s in range(200)}
+
+
+def test_override_fields_checks_a_free_table_against_its_dataclass():
+    from videopoet.config import override_fields
+
+    base = Mixed(limit=5)
+    assert override_fields(base, {"limit": "none"}).limit is None  # what `--set model.limit=none` holds
+    assert override_fields(base, {"weights": {"z": 1}}).weights == {"z": 1.0}
+    with pytest.raises(ConfigError, match="model.limit"):
+        override_fields(base, {"limit": "five"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        override_fields(base, {"limt": 3})

@@ -263,5 +263,17 @@ def replace(cfg: T, **changes: Any) -> T:
     return dataclasses.replace(cfg, **changes)
 
 
+def override_fields(cfg: T, changes: dict[str, Any], *, where: str = "model") -> T:
+    """``cfg`` with ``changes`` from a free table of a config file (a trainer's ``model`` overrides of a
+    preset): every key checked against cfg's dataclass and every value converted as ``from_dict`` would
+    (``--set model.x=none`` → None for an optional field, a list → a tuple). A free table cannot be
+    checked when the file is read, since its dataclass depends on the preset; ConfigError names the key."""
+    kwargs = check_dict(type(cfg), changes, where=where)
+    try:
+        return dataclasses.replace(cfg, **kwargs)
+    except (TypeError, ValueError) as e:  # the config's own cross-field checks
+        raise ConfigError(f"{where}: {_one_line(e)}") from None
+
+
 def _deepcopy_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deepcopy_dict(v) if isinstance(v, dict) else v for k, v in d.items()}

@@ -35,7 +35,6 @@ Nothing but the forward pass lives here: losses, training, sampling and guidance
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -45,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videopoet.components import Pretrained
-from videopoet.config import check_dict
+from videopoet.config import override_fields
 from videopoet.errors import UserError
 from videopoet.lm.vocab import VOCABS, Vocab
 
@@ -386,7 +385,7 @@ class PrefixLM(Pretrained, nn.Module):
         key) and converted as a TOML value must be ("none" → None for optional fields, lists → tuples)."""
         if name not in PRESETS:
             raise UserError(f"unknown prefix LM preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(dataclasses.replace(PRESETS[name], **check_dict(PrefixLMConfig, overrides, where="model")))
+        return cls(override_fields(PRESETS[name], overrides))
 
     # ---------------------------------------------------------------------------------------- cache
     def setup_caches(self, max_batch: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None):
