@@ -339,12 +339,17 @@ def _add_upscale(top) -> None:
 
 def _add_assemble(top) -> None:
     p = top.add_parser("assemble", help="build a pipeline folder from trained component folders")
-    p.add_argument("--video-tokenizer", required=True, help="video tokenizer folder (a run's final/)")
-    p.add_argument("--audio-tokenizer", required=True, help="audio codec folder (a run's final/)")
-    p.add_argument("--transformer", required=True, help="prefix LM folder (a run's final/)")
-    p.add_argument("--text", default="minilm", help="minilm, none, or a T5 folder (the LM's tokens' encoder)")
-    p.add_argument("--out", required=True, help="pipeline folder to write (model_index.json + components)")
-    p.add_argument("--int8", action="store_true", help="store the transformer int8 weight-only (~1/4 size)")
+    folder = "folder (a training run's final/)"
+    p.add_argument("--video-tokenizer", required=True, metavar="DIR", help=f"video tokenizer {folder}")
+    p.add_argument("--audio-tokenizer", required=True, metavar="DIR", help=f"audio codec {folder}")
+    p.add_argument("--transformer", required=True, metavar="DIR", help=f"prefix LM {folder}")
+    p.add_argument(
+        "--text", default="minilm", metavar="SPEC", help="minilm, none, or a T5 folder: what tokenize used"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="pipeline folder to write")
+    p.add_argument(
+        "--int8", action="store_true", help="store the transformer int8 weight-only (half an fp16 file)"
+    )
     _add_overwrite(p, "a pipeline already in --out")
     p.set_defaults(handler="videopoet.assemble:main")
 
