@@ -240,12 +240,17 @@ def _nearest_kept(keep: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ================================================================================== flow and depth
+def has_opencv() -> bool:
+    """Whether OpenCV (Farnebäck optical flow, an optional extra) is importable."""
+    return importlib.util.find_spec("cv2") is not None
+
+
 def missing_geometry(*, flow: bool, depth: bool) -> list[str]:
     """What computing flow (``flow`` True) and depth (``depth`` True) lacks on this machine, as advice."""
     from videopoet.lm.records import DEPTH_ESTIMATORS
 
     missing = []
-    if flow and importlib.util.find_spec("cv2") is None:
+    if flow and not has_opencv():
         missing.append("optical flow needs OpenCV (pip install opencv-python-headless)")
     if depth and not DEPTH_ESTIMATORS:
         missing.append("depth needs a depth estimator (videopoet.lm.records.register_depth_estimator)")

@@ -32,10 +32,13 @@ Checkpoint layout (``save_pretrained`` / ``from_pretrained``; diffusers-like, no
 
     DIR/model_index.json     {"_class_name": "VideoPoetPipeline", "format_version": 1,
                               "video_tokenizer": "video_tokenizer", "audio_tokenizer": "audio_tokenizer",
-                              "transformer": "transformer", "text_encoder": {"spec": "minilm"} | null}
+                              "transformer": "transformer", "text_encoder": {"spec": "minilm"} | null,
+                              "super_resolution": "super_resolution" | null (optional; absent = null)}
     DIR/video_tokenizer/     config.json + model.safetensors (each component's own save_pretrained)
     DIR/audio_tokenizer/
     DIR/transformer/
+    DIR/super_resolution/    (only with a super-resolution model: ``pipe(..., upscale=2|4)`` runs it on
+                             the finished frames' tokens, after the LM and the soundtrack)
 
 The text encoder is a reference (its ``spec``, rebuilt with ``text.load_text_encoder``), never a copy.
 """
@@ -83,6 +86,7 @@ from videopoet.lm.vocab import DURATIONS, Vocab
 MODEL_INDEX = "model_index.json"
 FORMAT_VERSION = 1
 COMPONENTS = ("video_tokenizer", "audio_tokenizer", "transformer")  # folders; the text encoder is a reference
+SUPER_RESOLUTION = "super_resolution"  # the optional component's key and folder
 SUPPORTED_TASKS = tuple(tasks.TASKS)  # every task of the registry, compositions included
 # Tasks whose output may be longer than one window (later windows by frame_prediction; video_to_audio:
 # its sound in windows).
@@ -111,8 +115,16 @@ class VideoPoetOutput:
 class VideoPoetPipeline:
     """The four components of a VideoPoet model and the tasks they run (see the module docstring)."""
 
-    def __init__(self, video_tokenizer, audio_tokenizer, text_encoder, transformer):
+    def __init__(self, video_tokenizer, audio_tokenizer, text_encoder, transformer, super_resolution=None):
         self.video_tokenizer = video_tokenizer.eval()
+        self.super_resolution = None if super_resolution is None else super_resolution.eval()
+        if super_resolution is not None:
+            from videopoet.superres.upscale import check_vocabulary
+
+            check_vocabulary(video_tokenizer, [super_resolution])
+            if text_encoder is not None and text_encoder.dim != super_resolution.config.text_dim:
+                raise UserError(f"the text encoder gives {text_encoder.dim}-d embeddings; the super-resolution "
+                                f"model takes {super_resolution.config.text_dim}")  # fmt: skip
         self.audio_tokenizer = audio_tokenizer.eval()
         self.text_encoder = text_encoder
         self.transformer = transformer.eval()
@@ -147,6 +159,10 @@ class VideoPoetPipeline:
                 getattr(self, name).save_pretrained(tmp / name)
                 index[name] = name
             index["text_encoder"] = None if self.text_encoder is None else {"spec": self.text_encoder.spec}
+            index[SUPER_RESOLUTION] = None
+            if self.super_resolution is not None:
+                self.super_resolution.save_pretrained(tmp / SUPER_RESOLUTION)
+                index[SUPER_RESOLUTION] = SUPER_RESOLUTION
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
             if target.exists():
@@ -181,7 +197,12 @@ class VideoPoetPipeline:
             from videopoet.text import load_text_encoder
 
             text_encoder = load_text_encoder(index["text_encoder"]["spec"], device=device)
-        return cls(parts["video_tokenizer"], parts["audio_tokenizer"], text_encoder, parts["transformer"])
+        sr = None
+        if index[SUPER_RESOLUTION] is not None:
+            from videopoet.superres.model import SuperResTransformer
+
+            sr = SuperResTransformer.from_pretrained(root / index[SUPER_RESOLUTION], device=device)
+        return cls(parts["video_tokenizer"], parts["audio_tokenizer"], text_encoder, parts["transformer"], sr)
 
     @classmethod
     def _bundled(cls, device, text_encoder):
@@ -235,6 +256,7 @@ class VideoPoetPipeline:
         with_audio: bool = True,
         keep_first_frame: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        upscale: int = 1,
     ) -> VideoPoetOutput:
         """Run ``task`` (a name or alias of lm/tasks.py; all of SUPPORTED_TASKS) → ``VideoPoetOutput`` of
         ``num_frames`` frames at width × height (one frame for text_to_image). Media, as arrays or files:
@@ -255,8 +277,10 @@ class VideoPoetPipeline:
         first frame. Clips longer than ``window_frames`` are made in windows (module docstring);
         ``progress(done, total)`` is called after each sampler call. Same arguments and seed → same
         output. Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task and steers
-        only its steps that read the prompt."""
+        only its steps that read the prompt. ``upscale`` 2 or 4: the super_resolution component's 2× stages
+        (one or two) over the finished frames (the sound is made from the frames before upscaling)."""
         name = tasks.task(task).name
+        self._check_upscale(upscale)
         check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
         if keep_first_frame and name not in ("stylization", "editing"):
             raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
@@ -272,11 +296,11 @@ class VideoPoetPipeline:
                                            depth=depth))  # fmt: skip
         run = _Run(ctx, window, self._count_steps(name, given, ctx, window, sound), progress)
         if name == "av_continuation":
-            return self._output(*self._av_continuation(given, run))
+            return self._upscaled(self._output(*self._av_continuation(given, run)), upscale, ctx)
         out = self._frames(name, given, run)
         if name == "audio_to_video":
-            return self._output(out, given.audio)
-        return self._output(out, self._soundtrack(out, run) if sound else None)
+            return self._upscaled(self._output(out, given.audio), upscale, ctx)
+        return self._upscaled(self._output(out, self._soundtrack(out, run) if sound else None), upscale, ctx)
 
     def window_frames(
         self, task: str, width: int = 128, height: int = 128, *, with_audio: bool = True,
@@ -339,10 +363,34 @@ class VideoPoetPipeline:
         ):
             raise ValueError(
                 f"{name} of {ctx.frames} frames at {ctx.width}×{ctx.height} does not fit the LM's "
-                f"max_seq_len ({self.transformer.config.max_seq_len}): at most {window} frames; only "
-                f"{', '.join(LONG_TASKS)} make longer clips (in windows)"
+                f"max_seq_len ({self.transformer.config.max_seq_len}): fewer frames or a smaller size (only "
+                f"{', '.join(LONG_TASKS)} make clips longer than one window)"
             )
         return window
+
+    def _check_upscale(self, upscale: int) -> None:
+        if upscale not in (1, 2, 4):
+            raise ValueError(f"upscale must be 1, 2 or 4, got {upscale!r}")
+        if upscale > 1 and self.super_resolution is None:
+            raise ValueError(
+                "upscale needs a super_resolution component: this pipeline has none (videopoet train superres, "
+                "then save a pipeline with it)"
+            )
+
+    def _upscaled(self, out: VideoPoetOutput, factor: int, ctx: _Context) -> VideoPoetOutput:
+        """``out`` with its frames upscaled ``factor``× (1: as it is); the prompt conditions the stages."""
+        if factor == 1:
+            return out
+        from videopoet.superres.upscale import TEXT_GUIDANCE, stages_for, upscale_frames
+
+        text = text_mask = None
+        if ctx.prompt and ctx.prompt.strip() and self.text_encoder is not None:
+            encoded = self.text_encoder.encode([ctx.prompt])
+            text, text_mask = encoded.embeddings.to(self.device), encoded.mask.to(self.device)
+        stages = stages_for([self.super_resolution], factor)
+        frames = upscale_frames(out.frames, self.video_tokenizer, stages, text=text, text_mask=text_mask,
+                                text_scale=TEXT_GUIDANCE if text is not None else 1.0, seed=ctx.seed)  # fmt: skip
+        return dataclasses.replace(out, frames=frames)
 
     def _output(self, frames: np.ndarray, audio: np.ndarray | None) -> VideoPoetOutput:
         return VideoPoetOutput(frames, audio, self.sample_rate, float(FPS))
@@ -723,6 +771,9 @@ def _read_index(path: Path) -> dict:
     if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("spec"), str)):
         raise UserError(f'{path}: text_encoder must be null or {{"spec": ...}}, got {ref!r}')
     index.setdefault("text_encoder", None)
+    sr = index.setdefault(SUPER_RESOLUTION, None)
+    if sr is not None and (not isinstance(sr, str) or not (path.parent / sr).is_dir()):
+        raise UserError(f"{path}: {SUPER_RESOLUTION} must be null or a folder next to it (got {sr!r})")
     return index
 
 
