@@ -1,6 +1,8 @@
-"""``videopoet generate`` on a saved debug pipeline (no text encoder: the text-free tasks i2v and v2a):
-mp4 and GIF written, an existing output refused without --overwrite and left as it was, and the one-line
-errors (missing model folder, bad size or length, unsupported task, no bundled LM)."""
+"""``videopoet generate`` on a saved debug pipeline (no text encoder: the text-free tasks, or a fake one
+patched in; an LM of max_seq_len 200, so 9 frames take two windows): mp4 and GIF written, every task from
+files, long video, an existing output refused without --overwrite and left as it was, and the one-line
+errors checked before the model loads (missing model folder, bad size or length, a task's missing or
+unread input, bad masks, no flow/depth, no bundled LM)."""
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from videopoet.tokenizers.video import VideoTokenizer
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     torch.manual_seed(0)
-    lm = PrefixLM.from_preset("debug")
+    lm = PrefixLM.from_preset("debug", max_seq_len=200)  # one window: 5 frames at 32x32 with sound
     video, audio = VideoTokenizer.from_preset("debug"), AudioTokenizer.from_preset("debug")
     folder = tmp_path_factory.mktemp("gen") / "model"
     VideoPoetPipeline(video, audio, None, lm).save_pretrained(folder)  # text_encoder: null
@@ -149,3 +151,135 @@ def test_help_lists_generate(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "generate" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A 9-frame 48x48 mp4 with sound, a silent one, and mask images (white = generate)."""
+    Image = pytest.importorskip("PIL.Image")
+    pytest.importorskip("av")
+    from videopoet.data.media import write_mp4
+
+    folder = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(2)
+    clip = rng.integers(0, 256, (9, 48, 48, 3), dtype=np.uint8)
+    write_mp4(folder / "in.mp4", clip, 8.0, (0.1 * rng.standard_normal(18000)).astype(np.float32), 16000)
+    write_mp4(folder / "silent.mp4", clip, 8.0)
+    (folder / "junk.mp4").write_bytes(b"not a video")
+    box = np.zeros((48, 48), np.uint8)
+    box[12:36, 12:36] = 255
+    for name, mask in [("box", box), ("black", box * 0), ("small", box[:40, :40])]:
+        Image.fromarray(mask).save(folder / f"{name}.png")
+    return folder
+
+
+def test_tasks_from_files(model, media, tmp_path, capsys, one_thread):
+    from videopoet.data.media import read_video
+
+    common = ["--model", model, "--size", "32x32"]
+    cases = [
+        (["--task", "continue", "--video", media / "in.mp4"], 17),  # the 9 given frames + 1 s
+        (["--task", "inpaint", "--video", media / "in.mp4", "--mask", "center", "--seconds", 0.6], 5),
+        (["--task", "outpaint", "--video", media / "in.mp4", "--mask", media / "box.png", "--no-audio"], 9),
+        (["--task", "avcont", "--video", media / "in.mp4", "--seconds", 0.6], 5),
+        (
+            [
+                "--task",
+                "avcont",
+                "--video",
+                media / "silent.mp4",
+                "--audio",
+                media / "in.mp4",
+                "--seconds",
+                0.6,
+            ],
+            5,
+        ),
+    ]
+    for i, (argv, frames) in enumerate(cases):
+        rc, err = run([*common, *argv, "--out", tmp_path / f"{i}.mp4"], capsys)
+        assert rc == 0, (argv, err)
+        back = read_video(tmp_path / f"{i}.mp4")
+        assert back.frames.shape == (frames, 32, 32, 3), argv
+        assert (back.audio is None) == ("--no-audio" in argv), argv
+
+
+def test_long_video(model, png, tmp_path, capsys, one_thread):
+    pytest.importorskip("av")
+    from videopoet.data.media import read_video
+
+    argv = ["--model", model, "--task", "i2v", "--image", png, "--size", "32x32", "--seconds", 1.1]
+    rc, err = run([*argv, "--out", tmp_path / "long.mp4"], capsys)
+    assert rc == 0, err
+    assert "9 frame(s) at 32x32 in windows of 5 frames" in err
+    back = read_video(tmp_path / "long.mp4")
+    assert back.frames.shape == (9, 32, 32, 3) and len(back.audio) >= 18000
+
+
+def test_stylize_and_edit(model, media, png, tmp_path, capsys, monkeypatch, one_thread):
+    from videopoet import conditions
+
+    style = [
+        "a blue star",
+        "--model",
+        model,
+        "--task",
+        "stylize",
+        "--video",
+        media / "in.mp4",
+        "--size",
+        "32x32",
+    ]
+    monkeypatch.setattr(conditions, "has_opencv", lambda: False)
+    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
+    rc, err = run([*style, "--out", tmp_path / "s.mp4"], capsys)
+    assert rc == 2 and "opencv-python-headless" in one_error_line(err) and "loading" not in err
+    monkeypatch.setattr(conditions, "has_opencv", lambda: True)
+    monkeypatch.setattr(
+        "videopoet.lm.records.farneback_flow", lambda f: np.ones((len(f) - 1, 32, 32, 2), "f4")
+    )
+    depth = {"fake": lambda device: lambda f: np.ones(f.shape[:3], np.float32)}
+    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", depth)
+    load = VideoPoetPipeline.from_pretrained.__func__
+    monkeypatch.setattr(
+        VideoPoetPipeline,
+        "from_pretrained",
+        classmethod(lambda cls, path=None, **kw: load(cls, path, text_encoder=FakeEncoder())),
+    )
+    rc, err = run([*style, "--seconds", 0.6, "--out", tmp_path / "s.gif"], capsys)
+    assert rc == 0, err
+    edit = ["a green square", "--model", model, "--task", "edit", "--image", png, "--size", "32x32"]
+    rc, err = run([*edit, "--seconds", 0.6, "--no-audio", "--out", tmp_path / "e.gif"], capsys)
+    assert rc == 0, err
+
+
+def test_bad_inputs_one_line_before_loading(model, media, png, tmp_path, capsys):
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"mine")
+    common = ["--model", model, "--size", "32x32", "--out", out, "--overwrite"]
+    video = ["--video", media / "in.mp4"]
+    cases = [
+        (
+            ["--task", "inpaint", *video, "--mask", "middle"],
+            "not a region (center, border, sides, top-bottom)",
+        ),
+        (["--task", "inpaint", *video, "--mask", media / "small.png"], "must be the size of --video (48x48)"),
+        (["--task", "outpaint", *video, "--mask", media / "black.png"], "marks no pixel to generate"),
+        (["x", "--task", "t2v", "--mask", "center"], "--mask is not read by task text_to_video"),
+        (["--task", "continue", "--image", png, *video], "--image is not read by task frame_prediction"),
+        (["--task", "continue"], "needs --video"),
+        (["--task", "continue", *video, "--seconds", 0.6], "continuing it needs more --seconds"),
+        (["--task", "v2a", *video, "--seconds", 2.1], "covers 9 frames"),
+        (["x", "--task", "t2i", "--seconds", 1], "--seconds does not apply"),
+        (["--task", "avcont", "--video", media / "silent.mp4"], "needs sound"),
+        (["--task", "avcont", *video, "--no-audio"], "--no-audio contradicts"),
+        (["--task", "v2a", "--video", media / "junk.mp4"], "junk.mp4"),  # not a video
+    ]
+    for argv, message in cases:
+        rc, err = run([*common, *argv], capsys)
+        assert rc == 2, (argv, err)
+        assert message in one_error_line(err) and "loading" not in err, (argv, err)
+    # too long for the model: found once it is loaded, still before anything is written
+    rc, err = run([*common, "--task", "avcont", *video, "--seconds", 2.1], capsys)
+    assert rc == 2 and "does not fit the LM's max_seq_len" in one_error_line(err)
+    assert out.read_bytes() == b"mine"
