@@ -123,8 +123,10 @@ class VideoPoetPipeline:
 
             check_vocabulary(video_tokenizer, [super_resolution])
             if text_encoder is not None and text_encoder.dim != super_resolution.config.text_dim:
-                raise UserError(f"the text encoder gives {text_encoder.dim}-d embeddings; the super-resolution "
-                                f"model takes {super_resolution.config.text_dim}")  # fmt: skip
+                raise UserError(
+                    f"the text encoder gives {text_encoder.dim}-d embeddings; the super-resolution model "
+                    f"takes {super_resolution.config.text_dim}"
+                )
         self.audio_tokenizer = audio_tokenizer.eval()
         self.text_encoder = text_encoder
         self.transformer = transformer.eval()
@@ -373,8 +375,8 @@ class VideoPoetPipeline:
             raise ValueError(f"upscale must be 1, 2 or 4, got {upscale!r}")
         if upscale > 1 and self.super_resolution is None:
             raise ValueError(
-                "upscale needs a super_resolution component: this pipeline has none (videopoet train superres, "
-                "then save a pipeline with it)"
+                "upscale needs a super_resolution component: this pipeline has none (train one with "
+                "`videopoet train superres` and save a pipeline with it)"
             )
 
     def _upscaled(self, out: VideoPoetOutput, factor: int, ctx: _Context) -> VideoPoetOutput:
@@ -385,11 +387,14 @@ class VideoPoetPipeline:
 
         text = text_mask = None
         if ctx.prompt and ctx.prompt.strip() and self.text_encoder is not None:
-            encoded = self.text_encoder.encode([ctx.prompt])
-            text, text_mask = encoded.embeddings.to(self.device), encoded.mask.to(self.device)
+            embeddings, mask = self.text_encoder.encode([ctx.prompt])
+            text, text_mask = embeddings.to(self.device), mask.to(self.device)
         stages = stages_for([self.super_resolution], factor)
-        frames = upscale_frames(out.frames, self.video_tokenizer, stages, text=text, text_mask=text_mask,
-                                text_scale=TEXT_GUIDANCE if text is not None else 1.0, seed=ctx.seed)  # fmt: skip
+        scale = TEXT_GUIDANCE if text is not None else 1.0
+        frames = upscale_frames(
+            out.frames, self.video_tokenizer, stages, text=text, text_mask=text_mask, text_scale=scale,
+            seed=ctx.seed,
+        )  # fmt: skip
         return dataclasses.replace(out, frames=frames)
 
     def _output(self, frames: np.ndarray, audio: np.ndarray | None) -> VideoPoetOutput:

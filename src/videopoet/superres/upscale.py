@@ -27,6 +27,7 @@ from videopoet.errors import UserError
 from videopoet.superres.model import SuperResTransformer, resolve_window
 
 FACTORS = (2, 4)
+TEXT_GUIDANCE = 4.0  # the paper's stage-1 text guidance; the pipeline's with a prompt, the CLI's default
 
 
 def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) -> str | None:

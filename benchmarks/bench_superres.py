@@ -1,0 +1,238 @@
+"""Super-resolution quality (128 → 256 px) on held-out scenes, and the speed of MaskGIT decoding against
+autoregressive decoding of the same tokens. Prints (and with --out writes) one JSON object.
+
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --out sr.json                  # rows (b), (c)
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --model runs/superres_tiny/final  # + row (a)
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --speed --preset debug --device cpu --no-quality
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --speed --preset tiny --compile   # on CUDA
+
+Quality: the synthetic world renders each held-out scene (seeds 4242–4246, split heldout, 17 frames) at
+128×128 and at 256×256, so the reference is exact. Rows, each against the 256×256 rendering:
+
+- (a) ``superres``: the SR model's 2× of the video tokenizer's tokens of the 128×128 clip, decoded
+  (needs --model; skipped with the reason otherwise);
+- (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
+- (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
+- ``reference``: the rendering itself (the judge's own ceiling; PSNR/SSIM are undefined there).
+
+Metrics: PSNR and SSIM (eval/metrics.py, per frame, averaged over frames and clips) and the world judge's
+shape accuracy on the small objects (objects of size "small", matched by colour: a missing one counts
+wrong), pooled over the clips.
+
+Speed (--speed): the SR preset's 24 MaskGIT steps (three guidance rows per step, as ``maskgit_decode``
+runs them) against autoregressive decoding of the same 5,120 tokens (5×32×32) after a 1,280-token prefix
+(the low-res tokens) with a prefix LM of about the same parameter count and width, one row, static KV
+cache (``sampling.autoregressive.generate``; ``--compile`` compiles its decode step with CUDA graphs).
+Random weights: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+HELDOUT_SEEDS = (4242, 4243, 4244, 4245, 4246)
+
+
+def _args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="super-resolution folder (row a); absent: row (a) is skipped")
+    ap.add_argument("--video-tokenizer", help="video tokenizer folder (default: the bundled one)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(HELDOUT_SEEDS))
+    ap.add_argument("--frames", type=int, default=17)
+    ap.add_argument("--steps", type=int, default=24, help="MaskGIT steps (row a and --speed)")
+    ap.add_argument("--guidance-lowres", type=float, default=1.0)
+    ap.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--speed", action="store_true", help="MaskGIT vs autoregressive decoding time")
+    ap.add_argument("--preset", default="tiny", help="SR preset of --speed")
+    ap.add_argument("--grid", default="5,32,32", help="high-res token grid T,H,W of --speed")
+    ap.add_argument("--compile", action="store_true", help="--speed: compile the AR decode step")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--overwrite", action="store_true")
+    return ap.parse_args(argv)
+
+
+# ============================================================================================ quality
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    from videopoet.data.sample import frames_to_tensor
+
+    return frames_to_tensor(frames)[None]  # (1, 3, T, H, W)
+
+
+def _small_object_hits(frames: np.ndarray, attributes: dict) -> tuple[int, int]:
+    """(small objects whose shape the judge reads right, small objects)."""
+    from videopoet.eval.judge import judge_clip
+
+    small = [o for o in attributes["objects"] if o["size"] == "small"]
+    if not small:
+        return 0, 0
+    found = {o.color: o.shape for o in judge_clip(frames).objects}
+    return sum(found.get(o["color"]) == o["shape"] for o in small), len(small)
+
+
+def _bicubic2x(video: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    b, c, t, h, w = video.shape
+    frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B·T, 3, H, W)
+    big = F.interpolate(frames, scale_factor=2, mode="bicubic", align_corners=False)
+    return big.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2).clamp(-1, 1)
+
+
+def _row_outputs(seed, args, tokenizer, model, device) -> dict[str, torch.Tensor]:
+    from videopoet.data.synthetic import render_clip
+    from videopoet.superres.upscale import upscale_tokens
+
+    small = render_clip(seed, split="heldout", width=128, height=128, frames=args.frames)
+    lo_tokens = tokenizer.encode(_to_tensor(small.frames).to(device))
+    out = {"bicubic": _bicubic2x(tokenizer.decode(lo_tokens))}
+    big = render_clip(seed, split="heldout", width=256, height=256, frames=args.frames)
+    out["tokenizer_256"] = tokenizer.decode(tokenizer.encode(_to_tensor(big.frames).to(device)))
+    if model is not None:
+        hi = upscale_tokens(model, lo_tokens, steps=args.steps, lo_scale=args.guidance_lowres, seed=seed)
+        out["superres"] = tokenizer.decode(hi)
+    return {k: v.float().cpu() for k, v in out.items()} | {"_clip": big}
+
+
+def quality(args, device) -> dict:
+    from videopoet.data.sample import tensor_to_frames
+    from videopoet.eval.metrics import psnr, ssim
+    from videopoet.superres.model import SuperResTransformer
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    tokenizer = VideoTokenizer.from_pretrained(args.video_tokenizer, device=device).eval()
+    model = None if not args.model else SuperResTransformer.from_pretrained(args.model, device=device).eval()
+    rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0} for name in ("superres", "bicubic",
+            "tokenizer_256", "reference")}  # fmt: skip
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        out = _row_outputs(seed, args, tokenizer, model, device)
+        clip = out.pop("_clip")
+        target = _to_tensor(clip.frames)
+        hits, n = _small_object_hits(clip.frames, clip.attributes)
+        rows["reference"]["hits"] += hits
+        rows["reference"]["small"] += n
+        for name, video in out.items():
+            rows[name]["psnr"].append(float(psnr(video, target)[0]))
+            rows[name]["ssim"].append(float(ssim(video, target)[0]))
+            hits, n = _small_object_hits(tensor_to_frames(video[0]), clip.attributes)
+            rows[name]["hits"] += hits
+            rows[name]["small"] += n
+    result = {name: _summary(row) for name, row in rows.items()}
+    if model is None:
+        result["superres"] = {"skipped": "no --model DIR: no super-resolution model is bundled yet"}
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def _summary(row: dict) -> dict:
+    out = {}
+    if row["psnr"]:
+        out["psnr_db"] = round(float(np.mean(row["psnr"])), 3)
+        out["ssim"] = round(float(np.mean(row["ssim"])), 4)
+        out["psnr_per_clip"] = [round(v, 3) for v in row["psnr"]]
+    if row["small"]:
+        out["small_shape_accuracy"] = round(row["hits"] / row["small"], 3)
+        out["small_objects"] = row["small"]
+    return out
+
+
+# ============================================================================================ speed
+def _matched_lm(sr_params: int, dim: int, n_heads: int, vocab: int, length: int):
+    """The prefix LM config of width ``dim`` whose parameter count is closest to ``sr_params``."""
+    from videopoet.lm.transformer import PrefixLMConfig, param_count
+
+    def cfg(n):
+        return PrefixLMConfig(vocab_size=vocab, dim=dim, n_layers=n, n_heads=n_heads, max_seq_len=length,
+                              text_dim=384, text_slots=0)  # fmt: skip
+
+    best = min(range(1, 65), key=lambda n: abs(param_count(cfg(n)) - sr_params))
+    return cfg(best)
+
+
+def speed(args, device) -> dict:
+    from videopoet.device import synchronize
+    from videopoet.lm.transformer import PrefixLM
+    from videopoet.lm.vocab import Vocab
+    from videopoet.sampling.autoregressive import generate
+    from videopoet.sampling.masked import maskgit_decode
+    from videopoet.superres.model import SuperResTransformer, param_count
+
+    t, h, w = (int(v) for v in args.grid.split(","))
+    torch.manual_seed(0)
+    sr = SuperResTransformer.from_preset(args.preset).to(device).eval()
+    cfg = sr.config
+    lo = torch.randint(0, cfg.mask_id, (1, t, h // 2, w // 2), device=device)
+    n_out, n_prefix = t * h * w, lo.numel()
+    first = Vocab(2, 1, 2).visual_start  # visual ids start after the special ids, as in the LM's vocabulary
+    lm_cfg = _matched_lm(param_count(cfg), cfg.dim, cfg.n_heads, first + cfg.mask_id, n_prefix + n_out)
+    lm = PrefixLM(lm_cfg).to(device).eval()
+    plan = [range(first, first + cfg.mask_id)] * n_out
+
+    def masked():
+        return maskgit_decode(sr, lo, steps=args.steps, seed=0)
+
+    def autoregressive():
+        return generate(lm, lo.flatten() + first, n_prefix, plan=plan, seed=0, compile=args.compile)
+
+    timings = {}
+    for name, fn in (("maskgit", masked), ("autoregressive", autoregressive)):
+        if device.type == "cuda" or args.compile:
+            fn()  # warm-up: kernels, allocator, CUDA graphs
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        timings[name] = time.perf_counter() - t0
+    return {
+        "sr_preset": args.preset,
+        "sr_params_m": round(param_count(cfg) / 1e6, 3),
+        "lm_params_m": round(sum(p.numel() for p in lm.parameters()) / 1e6, 3),
+        "lm_layers": lm_cfg.n_layers,
+        "width": cfg.dim,
+        "tokens": n_out,
+        "prefix_tokens": n_prefix,
+        "maskgit_steps": args.steps,
+        "maskgit_rows_per_step": 3,
+        "maskgit_s": round(timings["maskgit"], 3),
+        "autoregressive_s": round(timings["autoregressive"], 3),
+        "speedup": round(timings["autoregressive"] / timings["maskgit"], 2),
+        "compile": args.compile,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _args(argv)
+    from videopoet.device import pick_device
+    from videopoet.outputs import atomic_write_text, check_output
+
+    if args.out:
+        check_output(args.out, overwrite=args.overwrite)
+    device = pick_device(args.device)
+    result: dict = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if args.quality:
+        result["seeds"] = args.seeds
+        result["quality"] = quality(args, device)
+    if args.speed:
+        result["speed"] = speed(args, device)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
