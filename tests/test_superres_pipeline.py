@@ -61,3 +61,25 @@ def test_upscale_after_the_lm_and_save_load(parts, tmp_path):
     assert (
         VideoPoetPipeline.from_pretrained(tmp_path / "q", text_encoder=FakeEncoder()).super_resolution is None
     )
+
+
+def test_generate_cli_upscale(parts, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("av")
+    from videopoet import cli
+    from videopoet.data.media import read_video
+
+    load = VideoPoetPipeline.from_pretrained.__func__
+    monkeypatch.setattr(
+        VideoPoetPipeline,
+        "from_pretrained",
+        classmethod(lambda cls, path=None, **kw: load(cls, path, text_encoder=FakeEncoder())),
+    )
+    VideoPoetPipeline(*parts).save_pretrained(tmp_path / "with")
+    VideoPoetPipeline(*parts[:4]).save_pretrained(tmp_path / "without")
+    argv = ["generate", "a red circle", "--size", "32x32", "--seconds", "0.6", "--no-audio", "--upscale", "2"]
+    assert cli.main([*argv, "--model", str(tmp_path / "with"), "--out", str(tmp_path / "a.mp4")]) == 0
+    assert read_video(tmp_path / "a.mp4").frames.shape == (5, 64, 64, 3)
+    capsys.readouterr()
+    assert cli.main([*argv, "--model", str(tmp_path / "without"), "--out", str(tmp_path / "b.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "super_resolution component" in err[-1] and not (tmp_path / "b.mp4").exists()

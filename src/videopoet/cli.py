@@ -310,6 +310,8 @@ def _add_generate(top) -> None:
     p.add_argument("--out", default="videopoet.mp4", help="output .mp4, .gif (or .png for t2i)")
     p.add_argument("--gif", action="store_true", help="also write a GIF next to --out")
     p.add_argument("--no-audio", action="store_true", help="no sound track (skips video-to-audio)")
+    upscale_help = "super-resolution 2x or 4x after generation (a pipeline folder with super_resolution/)"
+    p.add_argument("--upscale", type=int, choices=[1, 2, 4], default=1, help=upscale_help)
     _add_overwrite(p, "an existing --out (and its .gif)")
     p.set_defaults(handler="videopoet.generate:main")
 
