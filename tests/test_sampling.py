@@ -9,8 +9,9 @@ import torch
 
 from videopoet.lm.records import TokenRecord
 from videopoet.lm.tasks import build_example, decode_output, sequence_length
-from videopoet.lm.transformer import PrefixLM
+from videopoet.lm.transformer import PrefixLM, PrefixLMConfig
 from videopoet.lm.vocab import VOCABS
+from videopoet.sampling import autoregressive as ar
 from videopoet.sampling import (
     cfg_logits,
     constrain,
@@ -20,6 +21,7 @@ from videopoet.sampling import (
     output_plan,
     sample,
 )
+from videopoet.sampling.probs import exponential_noise
 
 VOCAB = VOCABS["debug"]
 GRID, AUDIO_FRAMES, LEVELS, SLOTS, TEXT_DIM = (2, 2, 3), 3, 2, 4, 384
@@ -57,8 +59,9 @@ def plan_of(task):
 def uncached_greedy(model, ex, text, plan, scale=None):
     """Argmax over repeated full forwards on the growing sequence (no cache), guided when scale is set."""
     seq, p = ex.ids[: ex.prefix_len], ex.prefix_len
+    batched = [None if t is None else t[None] for t in text]
     for entry in plan:
-        logits = model(seq[None], torch.tensor([p]), text[0][None], text[1][None])[0, -1]
+        logits = model(seq[None], torch.tensor([p]), *batched)[0, -1]
         if scale is not None:
             masked = torch.zeros_like(text[1])[None]
             uncond = model(seq[None], torch.tensor([p]), text[0][None], masked)[0, -1]
@@ -139,7 +142,10 @@ def test_guidance_at_scale_one_equals_unguided(model):
     assert torch.equal(generate(model, ex.ids, ex.prefix_len, *text, negative=negative, **kw), plain)
     ramp = generate(model, ex.ids, ex.prefix_len, *text, guidance_schedule_kind="linear", **kw)
     assert torch.equal(ramp, plain)  # a linear ramp to 1 is 1 throughout: the masked-text batch path
-    assert not torch.equal(generate(model, ex.ids, ex.prefix_len, *text, guidance_scale=8.0, **kw), plain)
+    # random weights give near-uniform probabilities, where the noise decides: guidance shows in argmax
+    greedy = {**kw, "temperature": 0}
+    guided = generate(model, ex.ids, ex.prefix_len, *text, guidance_scale=8.0, **greedy)
+    assert not torch.equal(guided, generate(model, ex.ids, ex.prefix_len, *text, **greedy))
 
 
 def test_top_k_one_is_greedy_and_seeds_decide(model):
@@ -176,6 +182,61 @@ def test_constrained_sampling_decodes_to_a_clip(model, task):
         else:
             assert video is None and audio.shape == (LEVELS, AUDIO_FRAMES)
             assert audio.min() >= 0 and audio.max() < VOCAB.audio_codebook_size
+
+
+def test_block_logits_equal_the_full_heads_block():
+    torch.manual_seed(0)
+    flat = PrefixLM.from_preset("debug").eval()
+    tied = PrefixLM.from_preset("debug", tie_embeddings=True).eval()
+    factorized = PrefixLM(
+        PrefixLMConfig(vocab_size=VOCAB.size, dim=32, n_layers=1, n_heads=2, factorized_visual=(256, 256))
+    ).eval()
+    for m in (flat, tied, factorized):
+        h = torch.randn(3, m.config.dim)
+        for block in (VOCAB.visual_range, VOCAB.audio_range(1), range(VOCAB.eos, VOCAB.eos + 1)):
+            full = m.output(h)[:, block.start : block.stop]
+            torch.testing.assert_close(ar.block_logits(m, h, block.start, block.stop), full)
+
+
+def decode_both_ways(model, ids, text, mask, plan, guided):
+    """The plan after its first (forced) id, decoded greedily by the block path and the full-head step."""
+    p, rows = ids.shape[1], ids.shape[0]
+    allowed = ar.plan_bounds(plan[1:], VOCAB.size, "cpu")
+    scales = torch.full((len(plan) - 1,), 3.0 if guided else 1.0)
+    plen, first = torch.full((rows,), p), torch.full((rows, 1), plan[0])
+    kw = dict(guided=guided, temperature=0, top_k=None, top_p=None)
+    outs = []
+    for step in (None, ar.decode_one_token):
+        ar._setup_caches(model, rows, p + len(plan))
+        ar.prefill(model, ids, plen, text, mask)
+        outs.append(ar.decode_n_tokens(model, first, p, plen, allowed, scales, None, step=step, **kw))
+    return outs
+
+
+def test_block_path_equals_the_full_head_step(model):
+    """generate's eager block path and the full-head step (the compiled path's code, run eagerly) pick
+    the same greedy tokens: with masked text keys, guided, and on an audio plan without text."""
+    ex, (text, mask) = example("text_to_video")
+    ids, text, mask = ex.ids[None, : ex.prefix_len], text[None], mask[None]
+    assert torch.equal(*decode_both_ways(model, ids, text, mask, plan_of("text_to_video"), False))
+    guided_rows = ar._guidance_rows(ids, text, mask, None)
+    assert torch.equal(*decode_both_ways(model, *guided_rows, plan_of("text_to_video"), True))
+    ex, text = example("video_to_audio")
+    plan = plan_of("video_to_audio")
+    assert torch.equal(*decode_both_ways(model, ex.ids[None, : ex.prefix_len], None, None, plan, False))
+    greedy = generate(model, ex.ids, ex.prefix_len, plan=plan, temperature=0)
+    assert torch.equal(greedy, uncached_greedy(model, ex, text, plan))
+
+
+def test_cpu_noise_threads_and_plan_checks(model):
+    draws = exponential_noise((4, 50_000), "cpu", torch.Generator().manual_seed(0))
+    assert torch.isfinite(draws).all() and (draws > 0).all() and abs(draws.mean() - 1) < 0.01
+    before = torch.get_num_threads()
+    with ar._decode_threads(torch.device("cpu")):
+        assert torch.get_num_threads() == ar.CPU_DECODE_THREADS
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="no <pad>"):
+        ar.plan_bounds([range(0, 10)], VOCAB.size, "cpu")
 
 
 def test_guidance_needs_text(model):

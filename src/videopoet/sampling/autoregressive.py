@@ -22,11 +22,15 @@ back; under compile those checks are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 
 import torch
+import torch.nn.functional as F
 
 from videopoet.lm import tasks
+from videopoet.lm.transformer import FactorizedHead, apply_rope, rope_angles
 from videopoet.lm.vocab import Vocab
 from videopoet.sampling.probs import (
     cfg_logits,
@@ -37,6 +41,7 @@ from videopoet.sampling.probs import (
 )
 
 PlanEntry = range | int  # an id block, or a forced id
+CPU_DECODE_THREADS = 1
 
 
 def output_plan(task: str, vocab: Vocab, grid: tuple[int, int, int], audio_frames: int, levels: int):
@@ -61,9 +66,10 @@ def plan_bounds(plan: list[PlanEntry], vocab_size: int, device) -> torch.Tensor:
     bounds = []
     for entry in plan:
         start, stop = (entry.start, entry.stop) if isinstance(entry, range) else (entry, entry + 1)
-        if (isinstance(entry, range) and entry.step != 1) or not 0 <= start < stop <= vocab_size:
-            raise ValueError(
-                f"plan entries must be ids or step-1 ranges inside [0, {vocab_size}), got {entry}"
+        if (isinstance(entry, range) and entry.step != 1) or not Vocab.pad < start < stop <= vocab_size:
+            raise ValueError(  # <pad> is never sampled: the cached steps take every output as a key
+                f"plan entries must be ids or step-1 ranges inside ({Vocab.pad}, {vocab_size}) (no <pad>), "
+                f"got {entry}"
             )
         bounds.append((start, stop))
     if not bounds:
@@ -80,13 +86,14 @@ def prefill(model, ids, prefix_len, text=None, text_mask=None) -> torch.Tensor:
 
 def next_token(logits, allowed, scale, noise, *, guided: bool, temperature, top_k, top_p) -> torch.Tensor:
     """Logits (R, V) → the next token of every row, long (R, 1): guided (conditional rows first), then
-    constrained to ``allowed``, then sampled; a guided pair of rows continues with the same token."""
+    constrained to ``allowed`` (None: logits of one id block, all allowed), then sampled; a guided pair
+    of rows continues with the same token."""
     if guided:
         cond, uncond = logits.chunk(2)
         logits = cfg_logits(cond.float(), uncond.float(), scale)
-    token = sample_from_noise(
-        constrain(logits, allowed), noise, temperature=temperature, top_k=top_k, top_p=top_p
-    )
+    if allowed is not None:
+        logits = constrain(logits, allowed)
+    token = sample_from_noise(logits, noise, temperature=temperature, top_k=top_k, top_p=top_p)
     return token.repeat(2 if guided else 1)[:, None]
 
 
@@ -98,29 +105,111 @@ def decode_one_token(model, token, input_pos, prefix_len, allowed, scale, noise,
 
 
 def decode_n_tokens(
-    model, token, start: int, prefix_len, allowed, scales, generator, *, step=decode_one_token, **params
+    model, token, start: int, prefix_len, allowed, scales, generator, *, step=None, **params
 ) -> torch.Tensor:
     """Feed ``token`` (R, 1) at position ``start`` and each sampled token after it: n = len(allowed)
-    steps → long (R, n). ``allowed`` (n, 2) and ``scales`` (n,) are the steps' plan bounds and guidance."""
+    steps → long (R, n). ``allowed`` (n, 2) and ``scales`` (n,) are the steps' plan bounds and guidance.
+
+    ``step`` None (eager): ``decode_blocks``, which computes only the allowed block of the output head.
+    A step function (``decode_one_token``, or the compiled one): the full head, constrained on the
+    device; one code path for every block, so a compiled step is one CUDA graph."""
+    if step is None:
+        return decode_blocks(model, token, start, allowed, scales, generator, **params)
     n, rows = allowed.shape[0], token.shape[0]
     positions = torch.arange(start, start + n, device=token.device)  # made once: no host copy per token
     out = torch.empty(rows, n, dtype=torch.long, device=token.device)
-    noise_shape = (rows // (2 if params["guided"] else 1), model.config.vocab_size)
     for i in range(n):
-        noise = (
-            None if params["temperature"] == 0 else exponential_noise(noise_shape, token.device, generator)
-        )
+        noise = _noise(model.config.vocab_size, rows, token.device, generator, params)
         token = step(model, token, positions[i : i + 1], prefix_len, allowed[i], scales[i], noise, **params)
         token = token.clone()  # a CUDA graph's output is overwritten by its next replay
         out[:, i] = token[:, 0]
     return out
 
 
-def _noise(model, rows: int, device, generator, params) -> torch.Tensor | None:
-    """One step's Exp(1) draws (B, V) for the sampled rows (the conditional ones); None for argmax."""
+def decode_blocks(model, token, start: int, allowed, scales, generator, **params) -> torch.Tensor:
+    """``decode_n_tokens`` for eager runs: each step computes the logits of its id block only (the
+    visual block is under half of the tiny vocabulary, an audio level an eighth) and draws noise for
+    that block; a forced id skips the head. The plan is read to the host once, before the loop; the
+    steps then read nothing back. Same tokens as the full-head step up to float rounding in the head."""
+    n, rows = allowed.shape[0], token.shape[0]
+    bounds, weights = allowed.tolist(), scales.tolist()
+    decoder = CachedDecoder(model, rows, start, n)
+    out = torch.empty(rows, n, dtype=torch.long, device=token.device)
+    for i, ((lo, hi), scale) in enumerate(zip(bounds, weights)):
+        h = decoder.hidden(token, i)  # (R, D)
+        if hi - lo == 1:  # a forced marker: the step only fills the KV cache
+            token = torch.full((rows, 1), lo, dtype=torch.long, device=token.device)
+        else:
+            noise = _noise(hi - lo, rows, token.device, generator, params)
+            token = next_token(block_logits(model, h, lo, hi), None, scale, noise, **params) + lo
+        out[:, i] = token[:, 0]
+    return out
+
+
+def block_logits(model, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Hidden states (R, D) → the logits (R, stop − start) of ids [start, stop): a flat head (its own or
+    tied to the embedding) multiplies by those rows of its weight only; the factorized head computes
+    its normalised log-probs in full and slices them."""
+    head = model.output
+    if isinstance(head, FactorizedHead):
+        return head(h)[..., start:stop]
+    return F.linear(h, head.weight[start:stop])  # a view of contiguous rows: no copy
+
+
+class CachedDecoder:
+    """The prefix LM's cached forward for one token per row at positions start, start + 1, …: what
+    ``PrefixLM.hidden_states`` and its blocks compute, minus what a decode step does not need.
+
+    - No input checks (the sampler built the inputs; ``prefill`` ran the checks on the prefix).
+    - Step i attends to the keys [0, start + i] only, not the whole cache: the later keys are masked
+      anyway, and reading them was half the KV traffic of a clip on average.
+    - The RoPE angles of every step and the key mask (False at ``<pad>`` and masked text slots: the
+      prefill's ``cache_key_ok``; outputs are never ``<pad>``) are made once, not at every step.
+    """
+
+    def __init__(self, model, rows: int, start: int, n: int):
+        cfg, device = model.config, model.tok_embeddings.weight.device
+        self.model, self.start = model, start
+        self.positions = torch.arange(start, start + n, device=device)  # (n,)
+        self.cos, self.sin = rope_angles(self.positions, cfg.head_dim, cfg.rope_base)  # (n, K/2) each
+        key_ok = model.cache_key_ok[:rows]  # (R, C), kept up to date for later cached calls
+        key_ok[:, start : start + n] = True
+        self.mask = None  # every key open: SDPA needs no mask
+        if not bool(key_ok[:, :start].all()):  # one host read, before the loop
+            mask = torch.zeros(key_ok.shape, dtype=model.tok_embeddings.weight.dtype, device=device)
+            self.mask = mask.masked_fill_(~key_ok, -math.inf)[:, None, None]  # (R, 1, 1, C), added
+
+    def hidden(self, token: torch.Tensor, i: int) -> torch.Tensor:
+        """Token (R, 1) at step i (position start + i) → its normalised last hidden state (R, D)."""
+        pos, rope = self.positions[i : i + 1], (self.cos[i : i + 1], self.sin[i : i + 1])
+        keys = self.start + i + 1
+        mask = None if self.mask is None else self.mask[..., :keys]  # (R, 1, 1, keys)
+        x = self.model.tok_embeddings(token)  # (R, 1, D)
+        for layer in self.model.layers:
+            x = x + self._attention(layer.attention, layer.attention_norm(x), rope, mask, pos, keys)
+            x = x + layer.feed_forward(layer.ffn_norm(x))
+        return self.model.norm(x)[:, -1]
+
+    @staticmethod
+    def _attention(attn, x, rope, mask, pos, keys: int) -> torch.Tensor:
+        """lm/transformer.py's ``Attention.forward`` for one cached token, over the first ``keys`` keys."""
+        r, (h, g, k) = x.shape[0], (attn.n_heads, attn.n_kv_heads, attn.head_dim)
+        qk, value = attn.wqkv(x).split([(h + g) * k, g * k], dim=-1)
+        qk = apply_rope(qk.view(r, 1, h + g, k), *rope).transpose(1, 2)  # (R, H + G, 1, K): one call
+        q, key = qk[:, :h], qk[:, h:]  # (R, H, 1, K), (R, G, 1, K)
+        key, value = attn.kv_cache.update(pos, key, value.view(r, 1, g, k).transpose(1, 2))  # (R, G, C, K)
+        key, value = key[:, :, :keys].to(q.dtype), value[:, :, :keys].to(q.dtype)
+        if g != h:  # each group of H/G query heads shares one KV head
+            key, value = key.repeat_interleave(h // g, dim=1), value.repeat_interleave(h // g, dim=1)
+        y = F.scaled_dot_product_attention(q, key, value, attn_mask=mask)  # (R, H, 1, K)
+        return attn.wo(y.transpose(1, 2).reshape(r, 1, h * k))  # (R, 1, D)
+
+
+def _noise(width: int, rows: int, device, generator, params) -> torch.Tensor | None:
+    """One step's Exp(1) draws (B, width) for the sampled rows (the conditional ones); None for argmax."""
     if params["temperature"] == 0:
         return None
-    shape = (rows // (2 if params["guided"] else 1), model.config.vocab_size)
+    shape = (rows // (2 if params["guided"] else 1), width)
     return exponential_noise(shape, device, generator)
 
 
@@ -143,6 +232,20 @@ def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p) -> Non
         raise ValueError(
             f"need temperature ≥ 0, top_k ≥ 1, 0 < top_p ≤ 1; got {temperature}, {top_k}, {top_p}"
         )
+
+
+@contextlib.contextmanager
+def _decode_threads(device: torch.device):
+    """One CPU thread for the decode loop: its ops are (R, 1, ·) vectors and single-row matrix
+    products, too small to share between threads, and on a busy machine each op then waits for the
+    slower thread (benchmarks/bench_generate.py: 6 ms a token on one thread, 23 on two, at ``tiny``)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(CPU_DECODE_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @functools.cache
@@ -191,12 +294,13 @@ def generate(
     _setup_caches(model, rows, prefix_len + n_out - 1)
     plen = torch.full((rows,), prefix_len, dtype=torch.long, device=device)
     logits = prefill(model, ids, plen, text, text_mask)
-    noise = _noise(model, rows, device, generator, params)
+    noise = _noise(model.config.vocab_size, rows, device, generator, params)
     first = next_token(logits, allowed[0], scales[0], noise, **params)  # (R, 1)
-    step = _compiled_step() if compile else decode_one_token
-    rest = decode_n_tokens(
-        model, first, prefix_len, plen, allowed[1:], scales[1:], generator, step=step, **params
-    )
+    step = _compiled_step() if compile else None
+    with _decode_threads(device):
+        rest = decode_n_tokens(
+            model, first, prefix_len, plen, allowed[1:], scales[1:], generator, step=step, **params
+        )
     out = torch.cat([first, rest], dim=1)[: rows // (1 + guided)]  # the conditional rows
     return out[0] if squeeze else out
 
