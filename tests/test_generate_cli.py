@@ -177,24 +177,14 @@ def test_tasks_from_files(model, media, tmp_path, capsys, one_thread):
     from videopoet.data.media import read_video
 
     common = ["--model", model, "--size", "32x32"]
+    video, silent, sound = ["--video", media / "in.mp4"], ["--video", media / "silent.mp4"], media / "in.mp4"
     cases = [
-        (["--task", "continue", "--video", media / "in.mp4"], 17),  # the 9 given frames + 1 s
-        (["--task", "inpaint", "--video", media / "in.mp4", "--mask", "center", "--seconds", 0.6], 5),
-        (["--task", "outpaint", "--video", media / "in.mp4", "--mask", media / "box.png", "--no-audio"], 9),
-        (["--task", "avcont", "--video", media / "in.mp4", "--seconds", 0.6], 5),
-        (
-            [
-                "--task",
-                "avcont",
-                "--video",
-                media / "silent.mp4",
-                "--audio",
-                media / "in.mp4",
-                "--seconds",
-                0.6,
-            ],
-            5,
-        ),
+        (["--task", "continue", *video], 17),  # the 9 given frames + 1 s
+        (["--task", "inpaint", *video, "--mask", "center", "--seconds", 0.6], 5),
+        (["--task", "outpaint", *video, "--mask", media / "box.png", "--no-audio"], 9),
+        (["--task", "avcont", *video, "--seconds", 0.6], 5),
+        (["--task", "avcont", *silent, "--audio", sound, "--seconds", 0.6], 5),
+        (["--task", "avcont", "--image", media / "box.png", "--audio", sound, "--seconds", 0.6], 5),
     ]
     for i, (argv, frames) in enumerate(cases):
         rc, err = run([*common, *argv, "--out", tmp_path / f"{i}.mp4"], capsys)
@@ -272,6 +262,8 @@ def test_bad_inputs_one_line_before_loading(model, media, png, tmp_path, capsys)
         (["--task", "v2a", *video, "--seconds", 2.1], "covers 9 frames"),
         (["x", "--task", "t2i", "--seconds", 1], "--seconds does not apply"),
         (["--task", "avcont", "--video", media / "silent.mp4"], "needs sound"),
+        (["--task", "avcont", "--image", png], "needs sound"),
+        (["--task", "avcont", "--audio", media / "in.mp4"], "needs --video FILE (or --image FILE"),
         (["--task", "avcont", *video, "--no-audio"], "--no-audio contradicts"),
         (["--task", "v2a", "--video", media / "junk.mp4"], "junk.mp4"),  # not a video
     ]

@@ -164,8 +164,12 @@ def test_av_continuation(pipe, clip, calls, one_thread):
     assert np.array_equal(out.frames[0], clip.frames[0])
     kept = tasks.audio_head(2, 31) * pipe.audio_tokenizer.config.hop  # 7 codec frames read by the prefix
     assert np.array_equal(out.audio[:kept], clip.audio[:kept])
-    with pytest.raises(ValueError, match="needs audio= when video= is an array"):
+    image = run(pipe, task="avcont", image=clip.frames[0], audio=clip.audio, with_audio=False)
+    assert np.array_equal(image.frames, out.frames) and np.array_equal(image.audio, out.audio)
+    with pytest.raises(ValueError, match="needs audio= unless video= is a file"):
         run(pipe, task="avcont", video=clip.frames)
+    with pytest.raises(ValueError, match="from video= or from image=: give one"):
+        run(pipe, task="avcont", video=clip.frames, image=clip.frames[0], audio=clip.audio)
 
 
 def test_long_video_windows_and_seams(pipe, calls, one_thread):

@@ -285,7 +285,7 @@ def _add_generate(top) -> None:
         help="t2v, t2i, i2v, continue, inpaint, outpaint, outpaint_h, outpaint_v, stylize, edit, v2a, a2v, "
         "avcont, t2a, uncond, or full names (default: t2v)",
     )
-    p.add_argument("--image", help="image file (i2v, edit)")
+    p.add_argument("--image", help="image file (i2v, edit; avcont instead of --video)")
     p.add_argument("--video", help="video file (continue, inpaint/outpaint*, stylize, v2a, avcont)")
     p.add_argument("--audio", help="WAV or video file with sound (a2v; avcont, default: --video's sound)")
     p.add_argument(

@@ -53,7 +53,8 @@ MEDIA_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stylization": (("video",), ("flow", "depth")),
     "video_to_audio": (("video",), ()),
     "audio_to_video": (("audio",), ()),
-    "av_continuation": (("video",), ("audio",)),  # no audio=: the video file's own sound
+    # its first frame from video= or image= (pipeline checks one is given); no audio=: the video file's sound
+    "av_continuation": ((), ("video", "image", "audio")),
 }
 MEDIA = ("image", "video", "audio", "mask", "flow", "depth")
 
@@ -107,7 +108,7 @@ def _read_image(path, mode: str) -> np.ndarray:
         raise UserError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert(mode))
+            return np.array(im.convert(mode))  # a writable copy (torch warns on read-only arrays)
     except OSError as e:
         raise UserError(f"{path}: not a readable image ({e})") from None
 

@@ -183,10 +183,11 @@ def _check_inputs(args, task: str) -> int:
     _check_mask(args, video)
     if task in ("stylization", "editing"):
         require_geometry(task)  # `generate` has no flow/depth flags: they are computed
-    if task == "av_continuation" and args.audio is None and not video.has_audio:
-        raise UserError(
-            f"task av_continuation needs sound: --audio FILE, or a --video with sound ({args.video})"
-        )
+    if task == "av_continuation":
+        if (args.image is None) == (args.video is None):
+            raise UserError("task av_continuation needs --video FILE (or --image FILE and --audio FILE)")
+        if args.audio is None and (video is None or not video.has_audio):
+            raise UserError("task av_continuation needs sound: --audio FILE, or a --video with sound")
     if args.model is not None and not Path(args.model).expanduser().is_dir():
         raise UserError(f"--model {args.model}: no such folder (a pipeline folder from save_pretrained)")
     return num_frames

@@ -266,7 +266,7 @@ class VideoPoetPipeline:
         - ``image``: uint8 (H, W, 3) or an image file (image_to_video, editing);
         - ``video``: uint8 (T, H, W, 3) or a video file: the clip to continue (frame_prediction: all its
           frames, num_frames counts them too), paint (its first num_frames), restyle (stylization), give
-          sound to (video_to_audio), or whose first frame av_continuation continues;
+          sound to (video_to_audio), or whose first frame av_continuation continues (or its image=);
         - ``audio``: float32 (N,) at ``sample_rate`` or a WAV / video file (audio_to_video; av_continuation,
           whose default is the video file's own sound);
         - ``mask`` (painting): bool (height, width) True = generate, a mask image (white = generate), or a
@@ -424,12 +424,13 @@ class VideoPoetPipeline:
                 f"given frames included) must be more, got {ctx.frames}"
             )
         sound = media["audio"]
-        if name == "av_continuation" and sound is None:
-            if not isinstance(media["video"], str | os.PathLike):
-                raise ValueError(
-                    "av_continuation needs audio= when video= is an array (a file lends its sound)"
-                )
-            sound = media["video"]
+        if name == "av_continuation":
+            if (image is None) == (video is None):
+                raise ValueError("av_continuation reads its first frame from video= or from image=: give one")
+            video = video if image is None else image[None]
+            if sound is None and not isinstance(media["video"], str | os.PathLike):
+                raise ValueError("av_continuation needs audio= unless video= is a file with sound")
+            sound = media["video"] if sound is None else sound
         wave = None if sound is None else load_audio(sound, _audio_samples(ctx.frames, self.sample_rate),
                                                     self.sample_rate)  # fmt: skip
         mask = load_mask(media["mask"], name, h, w) if name in tasks.PAINTING_KINDS else None
