@@ -1028,7 +1028,8 @@ def main(args) -> int:
     intro = [
         f"Source: {source}; {args.num} clips of split `{args.split}` from seed {args.seed}; "
         f"t2v guidance {args.guidance:g}.",
-        "Verdicts (pass: the target is met and the floor beaten; n/a: a baseline could not be computed):",
+        'Verdicts (pass: the entry meets its target, "above the floor" where that is the target; n/a: its '
+        "baseline or value could not be computed, e.g. no tokenizer for a ceiling):",
         verdict_table(metrics),
     ]
     notes = [
