@@ -150,7 +150,7 @@ class _Recorder:
         out = self.model(hi, lo, text, text_mask)
         if not self.scramble:
             return out
-        b = hi.shape[0] // 3
+        b = 2  # the full rows (_inputs' batch); the guidance rows come after them
         return type(out)(*(torch.cat([x[:b], torch.randn_like(x[b:]) * 10]) for x in out))
 
 
@@ -180,6 +180,17 @@ def test_maskgit_decode_at_scale_one_ignores_the_guidance_rows():
     assert torch.equal(plain, scrambled)
     guided = maskgit_decode(_Recorder(model, scramble=True), lo, text, None, steps=3, seed=1, text_scale=2.0)
     assert not torch.equal(plain, guided)
+
+
+@pytest.mark.parametrize(
+    "with_text,text_scale,lo_scale,rows",
+    [(True, 1, 1, 1), (True, 3, 1, 2), (True, 3, 2, 3), (False, 3, 2, 2)],
+)
+def test_only_the_rows_guidance_reads_are_run(with_text, text_scale, lo_scale, rows):
+    _, lo, text = _inputs()
+    rec = _Recorder(_model())
+    maskgit_decode(rec, lo, text if with_text else None, steps=1, text_scale=text_scale, lo_scale=lo_scale)
+    assert rec.inputs[0].shape[0] == rows * lo.shape[0]
 
 
 # ============================================================================================ model

@@ -14,7 +14,8 @@ per factor head,
 
     l = l_full + (text_scale − 1) · (l_full − l_no_text) + (lo_scale − 1) · (l_full − l_no_lo)
 
-so text_scale = lo_scale = 1 is exactly the unguided full-row logits.
+so text_scale = lo_scale = 1 is exactly the unguided full-row logits. A row whose term vanishes is not
+run (scale 1, or no text to drop): unguided decoding costs one row per step, not three.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def maskgit_decode(
     seed: int = 0,
 ) -> torch.Tensor:
     """High-res tokens (B, T, 2h, 2w) for low-res tokens (B, T, h, w) (and text (B, S, E), text_mask
-    (B, S)) in ``steps`` forward passes of a SuperResTransformer (three rows each: see the module
+    (B, S)) in ``steps`` forward passes of a SuperResTransformer (up to three rows each: see the module
     docstring). Same inputs and seed → same tokens."""
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
@@ -121,12 +122,13 @@ def maskgit_decode(
     b, t, h, w = lo_tokens.shape
     grid, n_tokens = (t, 2 * h, 2 * w), t * 4 * h * w
     generator = torch.Generator(device=lo_tokens.device).manual_seed(seed)
-    rows = _guidance_rows(lo_tokens, text, text_mask, cfg.mask_id)
+    drops = (text is not None and text_scale != 1, lo_scale != 1)  # (no-text row, no-low-res row) run?
+    rows = _guidance_rows(lo_tokens, text, text_mask, cfg.mask_id, drops)
     tokens = lo_tokens.new_full((b, n_tokens), cfg.mask_id)  # (B, L): all open
     for step in range(steps):
-        hi = tokens.view(b, *grid).repeat(3, 1, 1, 1)  # (3B, T, H, W): full, no text, no low-res
+        hi = tokens.view(b, *grid).repeat(1 + sum(drops), 1, 1, 1)  # (R·B, T, H, W): full, no text, no lo
         logits = model(hi, *rows)
-        la, lb = (guide(*x.flatten(1, 3).chunk(3), text_scale, lo_scale) for x in logits)  # (B, L, N)
+        la, lb = (_guided(x.flatten(1, 3), b, drops, text_scale, lo_scale) for x in logits)  # (B, L, N)
         tokens = maskgit_step(
             tokens,
             la,
@@ -140,12 +142,23 @@ def maskgit_decode(
     return tokens.view(b, *grid)
 
 
-def _guidance_rows(lo_tokens, text, text_mask, mask_id):
-    """The conditions of the three rows (full, no text, no low-res) stacked as one batch."""
-    dropped_lo = torch.full_like(lo_tokens, mask_id)
-    lo = torch.cat([lo_tokens, lo_tokens, dropped_lo])  # (3B, T, h, w)
+def _guidance_rows(lo_tokens, text, text_mask, mask_id, drops: tuple[bool, bool]):
+    """The conditions of the rows run (full; no text if drops[0]; no low-res if drops[1]) as one batch."""
+    drop_text, drop_lo = drops
+    dropped = torch.full_like(lo_tokens, mask_id)
+    lo = torch.cat([lo_tokens] * (1 + drop_text) + [dropped] * drop_lo)  # (R·B, T, h, w)
     if text is None:
         return lo, None, None
     if text_mask is None:
         text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-    return lo, text.repeat(3, 1, 1), torch.cat([text_mask, torch.zeros_like(text_mask), text_mask])
+    masks = [text_mask] + [torch.zeros_like(text_mask)] * drop_text + [text_mask] * drop_lo
+    return lo, text.repeat(len(masks), 1, 1), torch.cat(masks)
+
+
+def _guided(logits: torch.Tensor, b: int, drops: tuple[bool, bool], text_scale: float, lo_scale: float):
+    """(R·B, L, N) logits of the rows run → guided (B, L, N); a row not run has a vanishing term."""
+    rows = logits.split(b)
+    full = rows[0]
+    no_text = rows[1] if drops[0] else full
+    no_lo = rows[-1] if drops[1] else full
+    return guide(full, no_text, no_lo, text_scale, lo_scale)
