@@ -135,3 +135,19 @@ def test_train_export_load_identical_samples(tmp_path):
     assert torch.equal(a, b)
     assert not torch.equal(a, maskgit_decode(loaded, lo, steps=3, lo_scale=2.0, seed=6))
     assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    def run(out, resume=False, **kw):
+        cfg = _debug_cfg(out, **kw)
+        engine = Engine(cfg)
+        assert engine.run(SuperResRecipe(cfg, engine), resume=resume, progress=False) == 0
+
+    run(tmp_path / "straight")
+    run(tmp_path / "split", stop_after_steps=2)
+    assert not (tmp_path / "split" / "final").exists()
+    run(tmp_path / "split", resume=True)
+    a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("straight", "split"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
