@@ -8,16 +8,27 @@ and its last position predicts the first output token (the ``<bov_o>`` / ``<boa_
 the prefix in lm/tasks.py); then ``decode_one_token`` feeds one token at a time at positions P, P + 1, …
 Every output position has a *plan* entry (``output_plan`` derives it from the task layout): an id block
 (a ``range``: visual ids in a video segment, level-l ids in audio level l) or a forced id (a segment
-marker or ``<eos>``). A forced id is the one-id block [id, id + 1), so every step runs the same code.
+marker or ``<eos>``). A forced id is the one-id block [id, id + 1).
 
 Classifier-free guidance runs the conditional and unconditional rows as one batch of 2B rows (the
 unconditional row: the same prefix with every text slot masked, or the negative prompt's text); both
 rows continue with the token sampled from the guided logits.
 
-GPU: the loop reads nothing back to the host (positions, plan bounds, guidance scales and random numbers
-are device tensors made before or outside the step), so ``compile=True`` can capture the step as a CUDA
-graph (torch.compile, mode "reduce-overhead"). The model checks its inputs eagerly, which reads values
-back; under compile those checks are skipped.
+Two decode loops, the same tokens (greedy; sampled ones follow the same distribution):
+
+- Eager (``compile=False``, the CPU's): ``decode_blocks`` reads the plan to the host once and then, per
+  step, computes the output head for the step's id block only (a forced id skips the head) and draws
+  noise for that block; ``CachedDecoder`` runs the model's blocks for one token without the input checks
+  and over the filled keys only. It uses the blocks' parts (lm/transformer.py ``Block``, ``Attention``,
+  ``KVCache.update``) directly: tests/test_sampling.py checks it against uncached forwards. On the CPU
+  the loop runs on one thread (``_decode_threads``).
+- Compiled (``compile=True``, for GPUs): ``decode_one_token`` on the full vocabulary, the block applied
+  as a mask with tensor bounds, so every step is one CUDA graph (torch.compile, mode
+  "reduce-overhead"). The loop reads nothing back to the host (positions, plan bounds, guidance scales
+  and random numbers are device tensors made before or outside the step); the model's eager input
+  checks, which read values back, are skipped under compile.
+
+Speed: benchmarks/bench_generate.py; numbers in docs/generation.md ("Speed").
 """
 
 from __future__ import annotations
@@ -130,7 +141,8 @@ def decode_blocks(model, token, start: int, allowed, scales, generator, **params
     """``decode_n_tokens`` for eager runs: each step computes the logits of its id block only (the
     visual block is under half of the tiny vocabulary, an audio level an eighth) and draws noise for
     that block; a forced id skips the head. The plan is read to the host once, before the loop; the
-    steps then read nothing back. Same tokens as the full-head step up to float rounding in the head."""
+    steps then read nothing back. Greedy, the full-head step's tokens (up to float rounding in the
+    head); sampled, the same distribution with other draws (noise for the block, not V ids)."""
     n, rows = allowed.shape[0], token.shape[0]
     bounds, weights = allowed.tolist(), scales.tolist()
     decoder = CachedDecoder(model, rows, start, n)
@@ -236,9 +248,10 @@ def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p) -> Non
 
 @contextlib.contextmanager
 def _decode_threads(device: torch.device):
-    """One CPU thread for the decode loop: its ops are (R, 1, ·) vectors and single-row matrix
-    products, too small to share between threads, and on a busy machine each op then waits for the
-    slower thread (benchmarks/bench_generate.py: 6 ms a token on one thread, 23 on two, at ``tiny``)."""
+    """One CPU thread for the decode loop: its ops are (R, 1, ·) vectors and few-row matrix products,
+    too small to share between threads, and on a busy machine each op then waits for the slower thread
+    (the full-head step at ``tiny``'s shape on the 2-core development machine: 75 ms a token on two
+    threads, 14 on one; docs/generation.md, "Speed")."""
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(CPU_DECODE_THREADS)
