@@ -26,6 +26,7 @@ from videopoet.eval.generation import (
     entry,
     evaluate,
     event_sync,
+    events_agreement,
     first_frame_psnr,
     hold_last_frame,
     identity_kept,
@@ -176,7 +177,14 @@ def test_long_windows_and_identity_kept():
     assert identity_kept(first, [same, same]) == 1.0
     assert identity_kept(first, [same, changed]) == 0.75
     assert identity_kept(first, [_result()]) == 0.0
-    assert math.isnan(identity_kept(_result(), [same])) and math.isnan(identity_kept(first, []))
+    assert identity_kept(_result(), [same]) == 0.0  # nothing in the first second: nothing kept
+    assert math.isnan(identity_kept(first, []))
+
+
+def test_events_agreement_does_not_count_silence_under_a_still_clip():
+    nothing = _result()
+    assert math.isnan(events_agreement(nothing, np.zeros(34000, np.float32), 16000, 8))
+    assert events_agreement(nothing, _clicks([3, 10]), 16000, 8) == 0.0
 
 
 def test_verdicts_entries_and_table():

@@ -203,6 +203,14 @@ def audio_video_agreement(result: JudgeResult, audio: np.ndarray, sample_rate: i
     return event_f1(video_bounce_frames(result), heard)
 
 
+def events_agreement(result: JudgeResult, audio: np.ndarray, sample_rate: int, fps: float) -> float:
+    """``audio_video_agreement`` of a generated pair, NaN when neither has an event: silence under a clip
+    without a bounce (or without any object) agrees trivially and is not counted."""
+    heard, _ = audio_events(audio, sample_rate, fps)
+    seen = video_bounce_frames(result)
+    return event_f1(seen, heard) if seen or heard else float("nan")
+
+
 def audio_features(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Fixed audio description (2·64 + 2): mean and std over time of 64 log-mel bands (25 ms / 10 ms),
     the click-onset rate per second and the RMS level in dB — for audio Fréchet distances."""
@@ -305,9 +313,12 @@ def second_windows(num_frames: int, fps: float) -> list[slice]:
 
 def identity_kept(first: JudgeResult, later: list[JudgeResult]) -> float:
     """Fraction of (later window, object of the first window) pairs in which the window holds an object
-    of the same colour and shape; NaN when the first window has no object or there is no later window."""
-    if not first.objects or not later:
+    of the same colour and shape; 0 when the first window has no object (every prompt names one), NaN
+    when there is no later window."""
+    if not later:
         return float("nan")
+    if not first.objects:
+        return 0.0
     kept = [
         any(o.color == ref.color and o.shape == ref.shape for o in res.objects)
         for res in later
@@ -635,7 +646,7 @@ def score_continue(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     values, floors, samples = [], [], []
     for i, clip in enumerate(s.clips):
         total, given = len(clip.frames), clip.frames[:CONTINUE_GIVEN]
-        out = s.generate("continue", "", i, video=given, num_frames=total)
+        out = s.generate("continue", "", i, video=given, num_frames=total, with_audio=False)
         future = clip.frames[CONTINUE_GIVEN:]
         values.append(frames_psnr(out.frames[CONTINUE_GIVEN:], future))
         floors.append(frames_psnr(hold_last_frame(given, total)[CONTINUE_GIVEN:], future))
@@ -659,7 +670,7 @@ def score_inpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         box = central_mask(*clip.frames.shape[1:3])
         masked = clip.frames.copy()
         masked[:, box] = 0
-        out = s.generate("inpaint", clip.caption, i, video=masked, mask=box)
+        out = s.generate("inpaint", clip.caption, i, video=masked, mask=box, with_audio=False)
         fid = masked_fidelity(out.frames, clip.frames, box)
         values.append(fid.inside_psnr)
         outside.append(fid.outside_psnr)
@@ -684,7 +695,7 @@ def score_outpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         box = central_mask(*clip.frames.shape[1:3])
         kept = clip.frames.copy()
         kept[:, ~box] = 0
-        out = s.generate("outpaint", clip.caption, i, video=kept, mask=~box)
+        out = s.generate("outpaint", clip.caption, i, video=kept, mask=~box, with_audio=False)
         fid = masked_fidelity(out.frames, clip.frames, box)
         values.append(fid.outside_psnr)
         inside.append(fid.inside_psnr)
@@ -708,9 +719,8 @@ def score_stylize(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     follow, floor, results, targets, samples = [], [], [], [], []
     for i, clip in enumerate(s.clips):
         target = stylized_attributes(clip.attributes, rng)
-        out = s.generate(
-            "stylize", caption_for(target), i, video=clip.frames, flow=clip.flow, depth=clip.depth
-        )
+        inputs = dict(video=clip.frames, flow=clip.flow, depth=clip.depth, with_audio=False)
+        out = s.generate("stylize", caption_for(target), i, **inputs)
         res = judge_clip(out.frames, None, out.sample_rate, out.fps)
         size = min(clip.frames.shape[1:3])
         follow.append(track_agreement(res, s.judged("clip", i), size))
@@ -793,50 +803,59 @@ def score_a2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     return {"event_agreement": e}, samples
 
 
+def _pair_scores(res: JudgeResult, out: GeneratedClip, floor_audio: np.ndarray, floor_rate: int):
+    """(value, floor) of a generated pair: ``events_agreement`` of its sound and ``audio_video_agreement``
+    of the floor's sound with its frames; both NaN (not counted) when the pair has no event at all."""
+    value = events_agreement(res, out.audio, out.sample_rate, out.fps)
+    if math.isnan(value):
+        return value, value
+    return value, audio_video_agreement(res, floor_audio, floor_rate, out.fps)
+
+
+def _sound_entry(values: list[float], floors: list[float], baseline: str) -> dict[str, Any]:
+    value, floor = mean(values), mean(floors)
+    e = entry(
+        "event F1 (±1 frame): bounces seen in the generated frames vs clicks in the generated sound "
+        "(pairs with neither are not counted)",
+        value,
+        above(value, floor),
+        target="above the floor",
+        floor=floor,
+        baseline=baseline,
+    )
+    return {"event_agreement": e, "clips_with_events": sum(_finite(v) for v in values)}
+
+
 def score_avcont(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Agreement of the continued sound with the continued frames vs the given sound looped."""
-    values, floor, samples = [], [], []
+    values, floors, samples = [], [], []
     for i, clip in enumerate(s.clips):
         head = clip.audio[: int(round(clip.sample_rate / clip.fps))]  # the sound of frame 0
         out = s.generate("avcont", "", i, image=clip.frames[0], audio=head, num_frames=len(clip.frames))
-        audio = _with_audio("avcont", out)
+        _with_audio("avcont", out)
         res = judge_clip(out.frames, None, out.sample_rate, out.fps)
-        values.append(audio_video_agreement(res, audio, out.sample_rate, out.fps))
-        floor.append(audio_video_agreement(res, loop_audio(head, audio.size), out.sample_rate, out.fps))
+        value, floor = _pair_scores(res, out, loop_audio(head, clip.audio.size), clip.sample_rate)
+        values.append(value)
+        floors.append(floor)
         samples.append(out.frames)
-    value, floor_value = mean(values), mean(floor)
-    e = entry(
-        "event F1 (±1 frame): bounces seen in the generated frames vs clicks in the generated sound",
-        value,
-        above(value, floor_value),
-        target="above the floor",
-        floor=floor_value,
-        baseline="the given sound of frame 0 looped under the same frames (loop_audio)",
-    )
-    return {"event_agreement": e}, samples
+    baseline = "the given sound of frame 0 looped under the same frames (loop_audio)"
+    return _sound_entry(values, floors, baseline), samples
 
 
 def score_t2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Agreement of the generated sound with the generated frames vs another clip's sound."""
-    values, floor, samples = [], [], []
+    values, floors, samples = [], [], []
     for i, clip in enumerate(s.clips):
         out = s.generate("t2a", clip.caption, i)
-        audio = _with_audio("t2a", out)
+        _with_audio("t2a", out)
         res = judge_clip(out.frames, None, out.sample_rate, out.fps)
-        values.append(audio_video_agreement(res, audio, out.sample_rate, out.fps))
         other = s.references[i]
-        floor.append(audio_video_agreement(res, other.audio, other.sample_rate, out.fps))
+        value, floor = _pair_scores(res, out, other.audio, other.sample_rate)
+        values.append(value)
+        floors.append(floor)
         samples.append(out.frames)
-    value, floor_value = mean(values), mean(floor)
-    e = entry(
-        "event F1 (±1 frame): bounces seen in the generated frames vs clicks in the generated sound",
-        value,
-        above(value, floor_value),
-        target="above the floor",
-        floor=floor_value,
-        baseline="the sound of another world clip (disjoint seed) under the same frames",
-    )
-    return {"event_agreement": e}, samples
+    baseline = "the sound of another world clip (disjoint seed) under the same frames"
+    return _sound_entry(values, floors, baseline), samples
 
 
 def score_long(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
