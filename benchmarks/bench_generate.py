@@ -24,8 +24,8 @@ mask, fused qkv and w1·w3, SwiGLU, full-vocabulary head, exponential-race sampl
 same shape, the same cache length, start position (``--start``) and batch, guided the same way, its
 noise from the same ``probs.exponential_noise`` (gpt-fast's ``exponential_`` is 4× slower on a CPU and
 would flatter ours). Compiled on CUDA (bf16), eager on CPU (fp32), both under the thread count
-``generate`` decodes with (one on CPU). The two loops alternate ``--repeats`` times and the best of
-each is reported; ``ratio`` = ours / reference (≤ 1: our step is no slower).
+``generate`` decodes with (one on CPU up to width 512). The two loops alternate ``--repeats`` times and
+the best of each is reported; ``ratio`` = ours / reference (≤ 1: our step is no slower).
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def _ref_decode(step, model, token, start: int, n: int, scale, generator):
 
 
 @contextlib.contextmanager
-def _same_threads(device):
+def _same_threads(model, device):
     yield
 
 
@@ -353,7 +353,7 @@ def _decode_pair(name, cfg, vocab, args, device) -> dict:
     }
     ms = {"ours": [], "reference": []}
     threads = getattr(ar, "_decode_threads", _same_threads)  # the thread count generate decodes with
-    with torch.inference_mode(), threads(device):
+    with torch.inference_mode(), threads(ours, device):
         decode_threads = torch.get_num_threads()
         for loop in loops.values():  # warm-up: compile and capture
             loop(torch.Generator(device).manual_seed(0))

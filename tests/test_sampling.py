@@ -232,8 +232,8 @@ def test_cpu_noise_threads_and_plan_checks(model):
     draws = exponential_noise((4, 50_000), "cpu", torch.Generator().manual_seed(0))
     assert torch.isfinite(draws).all() and (draws > 0).all() and abs(draws.mean() - 1) < 0.01
     before = torch.get_num_threads()
-    with ar._decode_threads(torch.device("cpu")):
-        assert torch.get_num_threads() == ar.CPU_DECODE_THREADS
+    with ar._decode_threads(model, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="no <pad>"):
         ar.plan_bounds([range(0, 10)], VOCAB.size, "cpu")

@@ -21,7 +21,7 @@ Two decode loops, the same tokens (greedy; sampled ones follow the same distribu
   noise for that block; ``CachedDecoder`` runs the model's blocks for one token without the input checks
   and over the filled keys only. It uses the blocks' parts (lm/transformer.py ``Block``, ``Attention``,
   ``KVCache.update``) directly: tests/test_sampling.py checks it against uncached forwards. On the CPU
-  the loop runs on one thread (``_decode_threads``).
+  the loop of a narrow model runs on one thread (``_decode_threads``).
 - Compiled (``compile=True``, for GPUs): ``decode_one_token`` on the full vocabulary, the block applied
   as a mask with tensor bounds, so every step is one CUDA graph (torch.compile, mode
   "reduce-overhead"). The loop reads nothing back to the host (positions, plan bounds, guidance scales
@@ -52,7 +52,7 @@ from videopoet.sampling.probs import (
 )
 
 PlanEntry = range | int  # an id block, or a forced id
-CPU_DECODE_THREADS = 1
+ONE_THREAD_MAX_DIM = 512  # CPU decode of models up to this width (debug, tiny) runs on one thread
 
 
 def output_plan(task: str, vocab: Vocab, grid: tuple[int, int, int], audio_frames: int, levels: int):
@@ -180,6 +180,8 @@ class CachedDecoder:
     """
 
     def __init__(self, model, rows: int, start: int, n: int):
+        if model.cache_key_ok is None:
+            raise ValueError("decoding needs the KV caches: setup_caches and prefill first")
         cfg, device = model.config, model.tok_embeddings.weight.device
         self.model, self.start = model, start
         self.positions = torch.arange(start, start + n, device=device)  # (n,)
@@ -247,14 +249,16 @@ def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p) -> Non
 
 
 @contextlib.contextmanager
-def _decode_threads(device: torch.device):
-    """One CPU thread for the decode loop: its ops are (R, 1, ·) vectors and few-row matrix products,
-    too small to share between threads, and on a busy machine each op then waits for the slower thread
-    (the full-head step at ``tiny``'s shape on the 2-core development machine: 75 ms a token on two
-    threads, 14 on one; docs/generation.md, "Speed")."""
+def _decode_threads(model, device: torch.device):
+    """One CPU thread for the decode loop of a narrow model: its ops are (R, 1, ·) vectors and few-row
+    matrix products, too small to share between threads, and on a busy machine each op then waits for
+    the slower thread (the full-head step at ``tiny``'s shape on the 2-core development machine: 75 ms a
+    token on two threads, 14 on one; on an idle one two threads were 5% faster; docs/generation.md,
+    "Speed"). Wider models keep torch's thread count: their matrices are worth splitting (not measured
+    here)."""
     before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(CPU_DECODE_THREADS)
+    if device.type == "cpu" and model.config.dim <= ONE_THREAD_MAX_DIM:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
@@ -310,7 +314,7 @@ def generate(
     noise = _noise(model.config.vocab_size, rows, device, generator, params)
     first = next_token(logits, allowed[0], scales[0], noise, **params)  # (R, 1)
     step = _compiled_step() if compile else None
-    with _decode_threads(device):
+    with _decode_threads(model, device):
         rest = decode_n_tokens(
             model, first, prefix_len, plen, allowed[1:], scales[1:], generator, step=step, **params
         )
