@@ -353,7 +353,7 @@ def _decode_pair(name, cfg, vocab, args, device) -> dict:
     }
     ms = {"ours": [], "reference": []}
     threads = getattr(ar, "_decode_threads", _same_threads)  # the thread count generate decodes with
-    with torch.inference_mode(), threads(ours, device):
+    with torch.no_grad(), threads(ours, device):  # as generate: no_grad
         decode_threads = torch.get_num_threads()
         for loop in loops.values():  # warm-up: compile and capture
             loop(torch.Generator(device).manual_seed(0))
