@@ -23,6 +23,7 @@ from videopoet.sampling import (
 )
 from videopoet.sampling.probs import exponential_noise
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # debug models: one thread, fast on a busy machine
 VOCAB = VOCABS["debug"]
 GRID, AUDIO_FRAMES, LEVELS, SLOTS, TEXT_DIM = (2, 2, 3), 3, 2, 4, 384
 
@@ -228,13 +229,21 @@ def test_block_path_equals_the_full_head_step(model):
     assert torch.equal(greedy, uncached_greedy(model, ex, text, plan))
 
 
+def test_block_path_with_grouped_query_attention():
+    torch.manual_seed(1)
+    gqa = PrefixLM.from_preset("debug", n_kv_heads=2).eval()  # 4 query heads share 2 KV heads
+    ex, (text, mask) = example("text_to_video")
+    rows = ar._guidance_rows(ex.ids[None, : ex.prefix_len], text[None], mask[None], None)
+    assert torch.equal(*decode_both_ways(gqa, *rows, plan_of("text_to_video"), True))
+
+
 def test_cpu_noise_threads_and_plan_checks(model):
     draws = exponential_noise((4, 50_000), "cpu", torch.Generator().manual_seed(0))
     assert torch.isfinite(draws).all() and (draws > 0).all() and abs(draws.mean() - 1) < 0.01
-    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the one_thread fixture restores the caller's count afterwards
     with ar._decode_threads(model, torch.device("cpu")):
         assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="no <pad>"):
         ar.plan_bounds([range(0, 10)], VOCAB.size, "cpu")
 
