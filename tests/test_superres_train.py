@@ -1,11 +1,13 @@
 """Super-resolution training on the debug presets: the item draws (masking, noise, dropout), the loss on
 masked tokens only, and a few engine steps → the exported component loads and samples identically."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from videopoet.config import ConfigError
+from videopoet.config import ConfigError, load_config
 from videopoet.sampling.masked import maskgit_decode
 from videopoet.superres.model import PRESETS, SuperResLogits, SuperResTransformer
 from videopoet.train.loop import Engine
@@ -151,3 +153,15 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     run(tmp_path / "split", resume=True)
     a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("straight", "split"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_superres_configs_load():
+    paths = sorted(CONFIGS.glob("superres_*.toml"))
+    assert [p.stem for p in paths] == ["superres_debug", "superres_tiny"]
+    for path in paths:
+        cfg = load_config(SuperResTrainConfig, path)
+        assert cfg.preset == path.stem.removeprefix("superres_")
+        assert SuperResTransformer(cfg.model_config()).config.codebook_bits in (8, 12)

@@ -323,6 +323,7 @@ def test_shipped_configs_load(path):
 
 
 def test_every_shipped_config_has_a_test():
-    """Each configs/*.toml is loaded by a test_shipped_*configs_load (here, audio or LM tests)."""
-    covered = ("video_tokenizer_", "audio_tokenizer_", "lm_")  # lm_*: tests/test_lm_train.py
+    """Each configs/*.toml is loaded by a test_shipped_*configs_load (here, audio, LM or SR tests)."""
+    # lm_*: tests/test_lm_train.py; superres_*: tests/test_superres_train.py
+    covered = ("video_tokenizer_", "audio_tokenizer_", "lm_", "superres_")
     assert [p.name for p in CONFIGS.glob("*.toml") if not p.name.startswith(covered)] == []
