@@ -25,7 +25,7 @@ from pathlib import Path
 
 from videopoet.components import CONFIG_FILE, WEIGHTS_FILE
 from videopoet.errors import UserError
-from videopoet.outputs import OVERWRITE_HINT, check_output
+from videopoet.outputs import OVERWRITE_HINT, check_output, replace_folder
 
 NO_TEXT = "none"
 
@@ -59,7 +59,7 @@ def assemble(sources: Sources, out: str | Path, *, int8: bool = False, overwrite
         stage.mkdir(parents=True)
         _write(pipe, sources, stage, int8)
         _load_back(stage, pipe.text_encoder)
-        _move_into_place(stage, target)
+        replace_folder(stage, target)
     except OSError as e:
         raise UserError(f"could not write {target}: {e.strerror or e}") from None
     finally:
@@ -139,22 +139,6 @@ def _load_back(stage: Path, text_encoder) -> None:
     from videopoet.pipeline import VideoPoetPipeline
 
     VideoPoetPipeline.from_pretrained(stage, text_encoder=text_encoder)
-
-
-def _move_into_place(stage: Path, target: Path) -> None:
-    """Rename ``stage`` to ``target``; an earlier pipeline there is moved aside first and removed only
-    after the rename (restored if the rename fails)."""
-    if not target.exists() or not any(target.iterdir()):
-        os.replace(stage, target)  # an empty folder is replaced by the rename itself
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.replace(target, old)
-    try:
-        os.replace(stage, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(out: Path) -> str:

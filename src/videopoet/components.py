@@ -59,6 +59,7 @@ from torch import nn
 
 from videopoet.config import ConfigError, from_dict, to_dict
 from videopoet.errors import UserError
+from videopoet.outputs import replace_folder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -125,7 +126,7 @@ def save_component(
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         for name in (CONFIG_FILE, WEIGHTS_FILE):  # on disk before the rename makes them visible
             _fsync(tmp / name)
-        _move_into_place(tmp, target)
+        replace_folder(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless something failed
     return directory
@@ -172,21 +173,6 @@ def _refuse_foreign_directory(directory: Path) -> None:
             f"{directory} holds {len(entries)} file(s) (e.g. {entries[0]}) but is not a component "
             "directory; saving would delete them: choose an empty or new directory"
         )
-
-
-def _move_into_place(tmp: Path, directory: Path) -> None:
-    """Rename ``tmp`` to ``directory``; an existing one is moved aside first and restored on failure."""
-    if not directory.exists():
-        os.replace(tmp, directory)
-        return
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.replace(directory, old)
-    try:
-        os.replace(tmp, directory)
-    except BaseException:
-        os.replace(old, directory)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

@@ -7,6 +7,8 @@ The one mechanism every writing command and writer goes through:
   removing a file there), or an existing file without ``overwrite`` is a one-line ``UserError``.
 - ``atomic_path`` / ``atomic_write_bytes`` / ``atomic_write_text`` write through a temporary sibling and
   ``os.replace``: a reader never sees half a file, and a failed write leaves the old file as it was.
+- ``replace_folder`` renames a finished staging folder over its target (component and pipeline folders):
+  an existing target is moved aside first, restored if the rename fails, and removed only after it.
 - ``staged_files`` writes a set of files (tar shards) into a hidden staging folder and moves them in at the
   end; with ``overwrite`` the old set is removed only once the new one is complete.
 
@@ -135,6 +137,23 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def replace_folder(stage: PathLike, target: PathLike) -> None:
+    """Rename the finished folder ``stage`` to ``target``; an existing ``target`` is moved aside first,
+    restored if the rename fails and removed only once ``stage`` is in place."""
+    stage, target = Path(stage), Path(target)
+    if not target.exists():
+        os.replace(stage, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.replace(target, old)
+    try:
+        os.replace(stage, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

@@ -82,6 +82,7 @@ from videopoet.lm import tasks
 from videopoet.lm.records import TokenRecord, encode_captions
 from videopoet.lm.tasks import TEMPORAL_FACTOR
 from videopoet.lm.vocab import DURATIONS, Vocab
+from videopoet.outputs import replace_folder
 
 MODEL_INDEX = "model_index.json"
 FORMAT_VERSION = 1
@@ -166,11 +167,7 @@ class VideoPoetPipeline:
                 self.super_resolution.save_pretrained(tmp / SUPER_RESOLUTION)
                 index[SUPER_RESOLUTION] = SUPER_RESOLUTION
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            if target.exists():
-                os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_folder(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return Path(directory)
