@@ -173,6 +173,40 @@ def test_resized_synthetic_shard_clip_gets_no_stale_geometry():
     assert "differs from the clip" in R.synthetic_geometry(moved)
 
 
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_prepared_items_render_once_and_equal_re_rendering(models, monkeypatch, split):
+    """The loader-worker side renders a synthetic clip once, with its ground truth, and makes the flow-depth
+    video itself: the same sample, video and records as reading the sample and re-rendering it for its
+    flow and depth (``synthetic_geometry``) in the main process, as the command did before."""
+    import videopoet.data.synthetic as synthetic
+
+    ds = open_dataset(f"synthetic:{split}:3", **FMT)
+    renders = []
+    render = synthetic.render_clip
+    monkeypatch.setattr(synthetic, "render_clip", lambda *a, **k: renders.append(a) or render(*a, **k))
+    items = R.PreparedItems(ds, geometry=True, estimate=False)
+    prepared = [items[i] for i in range(3)]
+    assert len(renders) == 3
+    monkeypatch.setattr(synthetic, "render_clip", render)
+    reference = [ds[i] for i in range(3)]
+    for p, s in zip(prepared, reference):
+        assert p.reasons == [] and p.sample.key == s.key and p.sample.caption == s.caption
+        assert np.array_equal(p.sample.frames, s.frames) and np.array_equal(p.sample.audio, s.audio)
+        geo = R.synthetic_geometry(s)
+        expect = flow_depth_video(geo.flow, geo.depth).numpy()
+        assert p.geometry.dtype == np.float32 and np.array_equal(p.geometry, expect)
+    rt = R.RecordTokenizer(*models, None)
+    fast = rt([p.sample for p in prepared], [p.geometry for p in prepared])
+    for a, b in zip(fast, rt(reference)):
+        assert_records_equal(a, b)
+    bare = R.PreparedItems(ds, geometry=False, estimate=False)[0]
+    assert bare.geometry is None and np.array_equal(bare.sample.frames, reference[0].frames)
+    with pytest.raises(IndexError):
+        ds[3]
+    missing = R.PreparedItems(ds, geometry=True, estimate=False)[3]
+    assert missing.sample is None and "IndexError" in missing.reasons[0]
+
+
 # ------------------------------------------------------------------------------------------ shards
 def test_shards_round_trip_exactly(models, tmp_path):
     video, audio = models

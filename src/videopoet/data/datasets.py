@@ -91,6 +91,11 @@ class SyntheticDataset(Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> Sample:
+        return self.render(i)[0]
+
+    def render(self, i: int):
+        """(item i, the rendered ``Clip`` it came from): the clip also holds the world's flow, depth and
+        masks, so a caller that needs them renders once instead of twice."""
         if not -self.length <= i < self.length:
             raise IndexError(f"index {i} out of range for {self.length} synthetic clips")
         i %= self.length
@@ -107,7 +112,7 @@ class SyntheticDataset(Dataset):
             fps=f.fps,
             sample_rate=f.sample_rate,
         )
-        return Sample(
+        sample = Sample(
             frames=clip.frames,
             audio=clip.audio,
             sample_rate=clip.sample_rate,
@@ -117,6 +122,7 @@ class SyntheticDataset(Dataset):
             key=f"synthetic/{self.split}/{seed}",
             meta={"split": self.split, "seed": seed, "attributes": clip.attributes},
         )
+        return sample, clip
 
 
 # ------------------------------------------------------------------------------------------- video folders

@@ -323,10 +323,11 @@ class RecordTokenizer:
         return clip_geometry(sample, estimate=self.depth is not None)
 
     def __call__(
-        self, samples: list[Sample], geometry: Sequence[Geometry | str | None] | None = None
+        self, samples: list[Sample], geometry: Sequence[np.ndarray | Geometry | str | None] | None = None
     ) -> list[TokenRecord]:
         """Tokenize a batch of samples of one clip format. ``geometry`` (one per sample, e.g. computed in
-        loader workers) skips the flow/depth computation; None entries are computed here."""
+        loader workers: flow and depth, or already their ``flow_depth_video`` as a float32 (1, 3, T, H, W)
+        array, or why there are none) skips the flow/depth computation; None entries are computed here."""
         if not samples:
             return []
         _check_same_format(samples)
@@ -369,7 +370,9 @@ class RecordTokenizer:
                 self.missing[g] += 1
                 continue
             rows.append(i)
-            videos.append(flow_depth_video(g.flow, g.depth))  # (1, 3, T, H, W)
+            # an array is the video itself, made where the flow and depth were
+            fd = torch.from_numpy(g) if isinstance(g, np.ndarray) else flow_depth_video(g.flow, g.depth)
+            videos.append(fd)  # (1, 3, T, H, W)
         return rows, (torch.cat(videos).to(self.device) if videos else None)
 
     @torch.no_grad()
@@ -691,13 +694,38 @@ class TokenShardDataset(Dataset):
 class Prepared(NamedTuple):
     index: int  # dataset item
     sample: Sample | None  # None: unreadable (see reasons)
-    geometry: Geometry | str | None  # flow and depth or why not; None: not needed
+    # the flow-depth conditioning video, float32 (1, 3, T, H, W); flow without depth (an estimator fills it
+    # in the main process); or why there is none; None: not needed
+    geometry: np.ndarray | Geometry | str | None
     reasons: list[str]  # why the item was passed over
 
 
+def _condition_video(geometry: Geometry | str | None) -> np.ndarray | Geometry | str | None:
+    """Flow and depth → their conditioning video (per clip, so its values do not depend on where it is
+    made): loader workers do this work, and ship one array instead of two."""
+    if not isinstance(geometry, Geometry) or geometry.depth is None:
+        return geometry
+    from videopoet.tokenizers.conditioning import flow_depth_video
+
+    return flow_depth_video(geometry.flow, geometry.depth).numpy()  # (1, 3, T, H, W)
+
+
+class _Renders:
+    """A synthetic dataset's items as (sample, clip) pairs, for ``readable_items``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, i: int):
+        return self.dataset.render(i)
+
+
 class PreparedItems(Dataset):
-    """Loader-worker side of tokenizing: item i → ``Prepared`` (the sample read or rendered, its flow and
-    depth when ``flow_depth`` is wanted); reading failures become reasons, never exceptions."""
+    """Loader-worker side of tokenizing: item i → ``Prepared`` (the sample read or rendered, its flow-depth
+    conditioning video when ``flow_depth`` is wanted); reading failures become reasons, never exceptions.
+
+    A synthetic clip is rendered once, with its ground truth: that is what ``synthetic_geometry`` would
+    re-render from the sample (same arguments, same arrays), at half the cost."""
 
     def __init__(self, dataset: Dataset, *, geometry: bool, estimate: bool):
         self.dataset, self.geometry, self.estimate = dataset, geometry, estimate
@@ -706,12 +734,16 @@ class PreparedItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> Prepared:
-        from videopoet.data.datasets import readable_items
+        from videopoet.data.datasets import SyntheticDataset, readable_items
 
         reasons: list[str] = []
+        if self.geometry and isinstance(self.dataset, SyntheticDataset):
+            for _, (sample, clip) in readable_items(_Renders(self.dataset), [i], log=reasons.append):
+                return Prepared(i, sample, _condition_video(Geometry(clip.flow, clip.depth)), reasons)
+            return Prepared(i, None, None, reasons)
         for _, sample in readable_items(self.dataset, [i], log=reasons.append):
             geo = clip_geometry(sample, estimate=self.estimate) if self.geometry else None
-            return Prepared(i, sample, geo, reasons)
+            return Prepared(i, sample, _condition_video(geo), reasons)
         return Prepared(i, None, None, reasons)
 
 
