@@ -215,3 +215,14 @@ def test_bad_inputs(pipe, clip):
     for kw, error, message in cases:
         with pytest.raises(error, match=message):
             run(pipe, **kw)
+
+
+def test_image_to_video_starts_with_the_images_own_tokens(pipe, clip, calls, one_thread):
+    out = run(pipe, task="i2v", image=clip.frames[0], with_audio=False)
+    x = frames_to_tensor(clip.frames[:1])[None]  # (1, 3, 1, H, W)
+    tokens = pipe.video_tokenizer.encode(x)  # (1, 1, h, w): the image is the first latent frame
+    first = pipe._decode_video(tokens[0])  # (1, H, W, 3)
+    assert np.array_equal(out.frames[0], first[0])  # the causal decoder: frame 0 reads latent frame 0 only
+    _, _, plan = calls[-1]
+    forced = pipe.vocab.visual_grid_to_lm(tokens[0]).tolist()
+    assert plan[1 : 1 + len(forced)] == forced  # forced in the sampler's plan, never sampled

@@ -479,11 +479,14 @@ class VideoPoetPipeline:
         """A visual task from text, an image (uint8 (H, W, 3)) or sound → uint8 frames (T, H, W, 3)."""
         grid = self.video_tokenizer.latent_shape(ctx.frames, ctx.height, ctx.width)
         video = np.zeros(grid, np.int32)  # placeholder output tokens: never reach the sampler
+        forced = None
         if image is not None:
             video[:1] = self._encode_video(image[None])  # one frame = the first latent frame
+            # the output's first latent frame is the image's own tokens, as frame_prediction's given ones
+            forced = self.vocab.visual_grid_to_lm(torch.from_numpy(video[:1]).long())
         codes = None if audio is None else self._encode_audio(audio)
         record = self._record(ctx, video, codes, text="text" in tasks.task(name).inputs)
-        tokens = self._sample(name, record, ctx)
+        tokens = self._sample(name, record, ctx, forced=forced)
         indices, _ = tasks.decode_output(name, tokens, self.vocab, grid, *self._audio_shape(codes))
         return self._decode_video(indices)
 
