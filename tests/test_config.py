@@ -110,3 +110,16 @@ def test_override_fields_checks_a_free_table_against_its_dataclass():
         override_fields(base, {"limit": "five"})
     with pytest.raises(ConfigError, match="unknown key"):
         override_fields(base, {"limt": 3})
+
+
+def test_component_presets_check_their_overrides_like_config_files():
+    """from_preset of every model converts TOML values (a list → a tuple) and names an unknown key."""
+    from videopoet.superres.model import SuperResTransformer
+    from videopoet.tokenizers.audio import AudioTokenizer
+    from videopoet.tokenizers.video import VideoTokenizer
+
+    audio = AudioTokenizer.from_preset("debug", strides=[2, 4])
+    assert audio.config.strides == (2, 4)  # a tuple again: the config stays hashable and comparable
+    for cls in (VideoTokenizer, AudioTokenizer, SuperResTransformer):
+        with pytest.raises(ConfigError, match="no_such_field"):
+            cls.from_preset("debug", no_such_field=1)

@@ -33,7 +33,6 @@ Nothing but the forward pass lives here: masking, losses and MaskGIT decoding li
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -44,6 +43,7 @@ from einops import rearrange
 from torch import nn
 
 from videopoet.components import Pretrained
+from videopoet.config import override_fields
 from videopoet.errors import UserError
 from videopoet.lm.transformer import RMSNorm
 
@@ -353,7 +353,7 @@ class SuperResTransformer(Pretrained, nn.Module):
     def from_preset(cls, name: str, **overrides) -> SuperResTransformer:
         if name not in PRESETS:
             raise UserError(f"unknown super-resolution preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(dataclasses.replace(PRESETS[name], **overrides))
+        return cls(override_fields(PRESETS[name], overrides))  # "none" → None, lists → tuples
 
     # ---------------------------------------------------------------------------------------- forward
     def forward(

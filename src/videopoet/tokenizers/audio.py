@@ -27,7 +27,6 @@ Training-only parts (losses, discriminator) live in ``tokenizers/audio_losses.py
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from videopoet.components import PRETRAINED_ROOT, load_component, save_component
+from videopoet.config import override_fields
 from videopoet.dsp import band_edges, band_split
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import ResidualVQ
@@ -349,7 +349,7 @@ class AudioTokenizer(nn.Module):
     def from_preset(cls, name: str = "tiny", **overrides) -> AudioTokenizer:
         if name not in PRESETS:
             raise UserError(f"unknown audio tokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(dataclasses.replace(PRESETS[name], **overrides))
+        return cls(override_fields(PRESETS[name], overrides))  # "none" → None, lists → tuples
 
     @property
     def hop(self) -> int:

@@ -20,7 +20,6 @@ Weights ship as ``config.json`` + ``model.safetensors`` (``save_pretrained`` / `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +30,7 @@ from einops import rearrange
 from torch import nn
 
 from videopoet.components import PRETRAINED_ROOT, load_component, save_component
+from videopoet.config import override_fields
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import LFQ
 
@@ -339,7 +339,7 @@ class VideoTokenizer(nn.Module):
     def from_preset(cls, name: str, **overrides) -> VideoTokenizer:
         if name not in PRESETS:
             raise UserError(f"unknown video tokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(dataclasses.replace(PRESETS[name], **overrides))
+        return cls(override_fields(PRESETS[name], overrides))  # "none" → None, lists → tuples
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write the component directory (``videopoet.components``); ``dtype`` e.g. float16 to ship."""

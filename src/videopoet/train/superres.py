@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videopoet.config import ConfigError, load_config
+from videopoet.config import ConfigError, load_config, override_fields
 from videopoet.device import autocast
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
 from videopoet.train.common import EMA
@@ -80,10 +80,7 @@ class SuperResTrainConfig(TrainConfig):
             raise ConfigError("sample_steps and eval_items must be at least 1")
 
     def model_config(self) -> SuperResConfig:
-        try:
-            return dataclasses.replace(PRESETS[self.preset], **self.model)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model overrides {self.model}: {e}") from None
+        return override_fields(PRESETS[self.preset], self.model)  # ConfigError names a bad key or value
 
 
 # ============================================================================================ items

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from videopoet.config import ConfigError, load_config
+from videopoet.config import ConfigError, load_config, override_fields
 from videopoet.device import autocast
 from videopoet.distributed import all_sum
 from videopoet.eval.metrics import psnr
@@ -119,10 +119,7 @@ class VideoTokenizerTrainConfig(TrainConfig):
             raise ConfigError("loss.perceptual > 0 needs loss.perceptual_weights = a local .safetensors file")
 
     def model_config(self) -> VideoTokenizerConfig:
-        try:
-            return dataclasses.replace(PRESETS[self.preset], **self.model)
-        except (TypeError, ValueError) as e:  # an unknown field, or a value the model config refuses
-            raise ConfigError(f"model overrides {self.model}: {e}") from None
+        return override_fields(PRESETS[self.preset], self.model)  # ConfigError names a bad key or value
 
 
 # ============================================================================================ fine-tuning
