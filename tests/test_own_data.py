@@ -19,6 +19,7 @@ import torch
 from videopoet import cli
 from videopoet.lm.transformer import PrefixLM
 from videopoet.pipeline import VideoPoetPipeline
+from videopoet.superres.model import SuperResTransformer
 from videopoet.tokenizers.audio import AudioTokenizer
 from videopoet.tokenizers.video import VideoTokenizer
 
@@ -39,6 +40,8 @@ def parts(tmp_path_factory):
     AudioTokenizer.from_preset("debug").save_pretrained(root / "at" / "final")
     PrefixLM.from_preset("debug").save_pretrained(root / "lm" / "final")
     PrefixLM.from_preset("debug", vocab_size=1000).save_pretrained(root / "lm_other" / "final")
+    SuperResTransformer.from_preset("debug").save_pretrained(root / "sr" / "final")
+    SuperResTransformer.from_preset("debug", codebook_bits=12).save_pretrained(root / "sr_other" / "final")
     return root
 
 
@@ -82,6 +85,20 @@ def test_assemble_refuses_to_replace_without_overwrite_then_int8(parts, tmp_path
     assert config["storage"] == "int8-weight-only"
     assert len((out / "transformer" / "model.safetensors").read_bytes()) < len(before)
     assert VideoPoetPipeline.from_pretrained(out).transformer.config.vocab_size == 768
+
+
+def test_assemble_adds_a_super_resolution_model(parts, tmp_path, capsys, one_thread):
+    out = tmp_path / "pipe"
+    sr = str(parts / "sr" / "final")
+    assert cli.main(assemble_args(parts, out, "--super-resolution", sr, "--int8")) == 0
+    assert json.loads((out / "model_index.json").read_text())["super_resolution"] == "super_resolution"
+    config = json.loads((out / "super_resolution" / "config.json").read_text())
+    assert config["storage"] == "int8-weight-only"
+    assert VideoPoetPipeline.from_pretrained(out).super_resolution is not None
+    other = str(parts / "sr_other" / "final")  # 2^12 codes beside a 2^8-code video tokenizer
+    assert "super-resolution" in one_line_error(
+        capsys, assemble_args(parts, tmp_path / "o", "--super-resolution", other)
+    )
 
 
 def test_assemble_bad_inputs_are_one_line(parts, tmp_path, capsys, one_thread):

@@ -9,8 +9,9 @@ sibling, loaded back as a pipeline, and renamed into place.
 
 Components are copied byte for byte (their ``config.json`` and ``model.safetensors``), so a pipeline's
 tokenizers keep the weights hash that ``videopoet tokenize`` recorded in its ``tokens.json``. With
-``int8`` the transformer is stored again, int8 weight-only (``components.save_component``; its cost on
-held-out loss: docs/pretrained.md). The text encoder is a reference (``{"spec": ...}``), never a copy.
+``int8`` the transformer (and the super-resolution model) is stored again, int8 weight-only
+(``components.save_component``; its cost on held-out loss: docs/pretrained.md). The text encoder is a
+reference (``{"spec": ...}``), never a copy.
 Arguments are declared in ``videopoet/cli.py``.
 """
 
@@ -38,11 +39,13 @@ class Sources:
     audio_tokenizer: Path
     transformer: Path
     text: str = "minilm"  # "minilm", "none" or a T5 folder: what the LM's token shards were encoded with
+    super_resolution: Path | None = None  # an SR component folder (`videopoet train superres`'s final/)
 
 
 def main(args) -> int:
+    sr = None if args.super_resolution is None else Path(args.super_resolution)
     sources = Sources(
-        Path(args.video_tokenizer), Path(args.audio_tokenizer), Path(args.transformer), args.text
+        Path(args.video_tokenizer), Path(args.audio_tokenizer), Path(args.transformer), args.text, sr
     )
     out = assemble(sources, args.out, int8=args.int8, overwrite=args.overwrite)
     print(_summary(out))
@@ -97,7 +100,12 @@ def _load(sources: Sources):
         from videopoet.text import load_text_encoder
 
         text = load_text_encoder(sources.text)
-    return VideoPoetPipeline(video, audio, text, transformer)  # its checks: vocabulary and text width
+    sr = None
+    if sources.super_resolution is not None:
+        from videopoet.superres.model import SuperResTransformer
+
+        sr = _component(SuperResTransformer, sources.super_resolution, "--super-resolution")
+    return VideoPoetPipeline(video, audio, text, transformer, sr)  # its checks: vocabularies, text widths
 
 
 def _component(cls, directory: Path, flag: str):
@@ -114,22 +122,25 @@ def _component(cls, directory: Path, flag: str):
 
 def _write(pipe, sources: Sources, stage: Path, int8: bool) -> None:
     """One folder per component (copied, or the transformer stored again as int8) + model_index.json."""
-    from videopoet.pipeline import FORMAT_VERSION, MODEL_INDEX
+    from videopoet.pipeline import FORMAT_VERSION, MODEL_INDEX, SUPER_RESOLUTION
 
     folders = {
         "video_tokenizer": sources.video_tokenizer,
         "audio_tokenizer": sources.audio_tokenizer,
         "transformer": sources.transformer,
     }
+    if sources.super_resolution is not None:
+        folders[SUPER_RESOLUTION] = sources.super_resolution
     for name, source in folders.items():
-        if int8 and name == "transformer":
-            pipe.transformer.save_pretrained(stage / name, int8=True)
+        if int8 and name in ("transformer", SUPER_RESOLUTION):
+            getattr(pipe, name).save_pretrained(stage / name, int8=True)
         else:
             (stage / name).mkdir()
             for file in (CONFIG_FILE, WEIGHTS_FILE):
                 shutil.copyfile(source / file, stage / name / file)
     index = {"_class_name": type(pipe).__name__, "format_version": FORMAT_VERSION}
     index.update({name: name for name in folders})
+    index.setdefault(SUPER_RESOLUTION, None)
     index["text_encoder"] = None if pipe.text_encoder is None else {"spec": pipe.text_encoder.spec}
     (stage / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 

@@ -345,12 +345,15 @@ def _add_assemble(top) -> None:
     p.add_argument("--video-tokenizer", required=True, metavar="DIR", help=f"video tokenizer {folder}")
     p.add_argument("--audio-tokenizer", required=True, metavar="DIR", help=f"audio codec {folder}")
     p.add_argument("--transformer", required=True, metavar="DIR", help=f"prefix LM {folder}")
+    p.add_argument("--super-resolution", metavar="DIR", help=f"optional super-resolution {folder}")
     p.add_argument(
         "--text", default="minilm", metavar="SPEC", help="minilm, none, or a T5 folder: what tokenize used"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="pipeline folder to write")
     p.add_argument(
-        "--int8", action="store_true", help="store the transformer int8 weight-only (half an fp16 file)"
+        "--int8",
+        action="store_true",
+        help="store the transformer (and SR model) int8 weight-only (half an fp16 file)",
     )
     _add_overwrite(p, "a pipeline already in --out")
     p.set_defaults(handler="videopoet.assemble:main")
