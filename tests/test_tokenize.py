@@ -173,6 +173,33 @@ def test_resized_synthetic_shard_clip_gets_no_stale_geometry():
     assert "differs from the clip" in R.synthetic_geometry(moved)
 
 
+def stacked_flow_depth_video(flow, depth):
+    """flow_depth_video as first written: pad, stack (B, T, H, W, 3), normalise, permute (the reference)."""
+    flow, depth = torch.as_tensor(flow)[None], torch.as_tensor(depth)[None]
+    flow = torch.cat([torch.zeros_like(flow[:, :1]), flow], dim=1)
+    scale = flow.norm(dim=-1).amax(dim=(1, 2, 3)).clamp_min(1e-6).view(-1, 1, 1, 1, 1)
+    d_min, d_max = depth.amin(dim=(1, 2, 3), keepdim=True), depth.amax(dim=(1, 2, 3), keepdim=True)
+    depth_n = 1 - 2 * (depth - d_min) / (d_max - d_min).clamp_min(1e-6)
+    return torch.cat([(flow / scale).clamp(-1, 1), depth_n.unsqueeze(-1)], dim=-1).permute(0, 4, 1, 2, 3)
+
+
+def test_flow_depth_video_equals_the_stacked_formula_bit_for_bit():
+    for split in ("train", "heldout"):
+        for seed in range(3):
+            clip = render_clip(seed, split=split, **FMT)
+            got, want = (
+                flow_depth_video(clip.flow, clip.depth),
+                stacked_flow_depth_video(clip.flow, clip.depth),
+            )
+            assert got.shape == want.shape and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    still = flow_depth_video(np.zeros((4, 8, 8, 2), np.float32), np.full((5, 8, 8), 4.0, np.float32))
+    assert not still[:, :2].any() and bool((still[:, 2] == 1).all())  # no motion; flat depth reads as near
+    bad = np.ones((5, 8, 8), np.float32)
+    bad[2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        flow_depth_video(np.zeros((4, 8, 8, 2), np.float32), bad)
+
+
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_prepared_items_render_once_and_equal_re_rendering(models, monkeypatch, split):
     """The loader-worker side renders a synthetic clip once, with its ground truth, and makes the flow-depth

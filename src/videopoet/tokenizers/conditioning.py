@@ -142,21 +142,30 @@ def flow_depth_video(
     b, t, h, w = depth.shape
     if flow.shape[0] != b or flow.shape[2:4] != (h, w):
         raise ValueError(f"flow {tuple(flow.shape)} and depth {tuple(depth.shape)} disagree on batch or size")
-    if flow.shape[1] == t - 1:
-        flow = torch.cat([torch.zeros_like(flow[:, :1]), flow], dim=1)  # no motion into the first frame
-    if flow.shape[1] != t:
+    lead = t - flow.shape[1]  # 1: flow between consecutive frames, none into the first frame
+    if lead not in (0, 1) or not flow.shape[1]:
         raise ValueError(f"flow has {flow.shape[1]} frames; depth has {t}: flow needs T or T − 1 frames")
-    if not (torch.isfinite(flow).all() and torch.isfinite(depth).all()):
+    if not (_finite(flow) and _finite(depth)):
         raise ValueError("flow and depth must be finite")
     if flow_scale is None:
-        scale = flow.norm(dim=-1).amax(dim=(1, 2, 3)).clamp_min(1e-6).view(b, 1, 1, 1, 1)
+        # (B, T − lead, H, W) → (B,); a zero first frame would add no larger norm
+        scale = flow.norm(dim=-1).amax(dim=(1, 2, 3)).clamp_min(1e-6).view(b, 1, 1, 1)
     else:
         if flow_scale <= 0:
             raise ValueError(f"flow_scale must be positive, got {flow_scale}")
         scale = torch.tensor(float(flow_scale))
-    flow_n = (flow / scale).clamp(-1, 1)  # (B, T, H, W, 2)
+    # Each channel is written straight into the (B, 3, T, H, W) result: no concatenated or permuted copies
+    # (the values are those of normalising the stacked (B, T, H, W, 3) video, element by element).
+    video = flow.new_empty(b, 3, t, h, w)
+    video[:, :2, :lead] = 0.0
+    for c in range(2):
+        video[:, c, lead:] = (flow[..., c] / scale).clamp_(-1, 1)
     d_min = depth.amin(dim=(1, 2, 3), keepdim=True)
     d_max = depth.amax(dim=(1, 2, 3), keepdim=True)
-    depth_n = 1 - 2 * (depth - d_min) / (d_max - d_min).clamp_min(1e-6)  # near → +1
-    video = torch.cat([flow_n, depth_n.unsqueeze(-1)], dim=-1)  # (B, T, H, W, 3)
-    return video.permute(0, 4, 1, 2, 3).contiguous()  # (B, 3, T, H, W)
+    video[:, 2] = 1 - 2 * (depth - d_min) / (d_max - d_min).clamp_min(1e-6)  # near → +1
+    return video
+
+
+def _finite(x: torch.Tensor) -> bool:
+    """No inf or NaN (extremes propagate NaN): one pass, not a boolean copy of the tensor."""
+    return x.numel() == 0 or bool(torch.isfinite(torch.stack(torch.aminmax(x))).all())
