@@ -108,3 +108,31 @@ def test_bad_input_is_one_line_and_exit_2(models, tmp_path, capsys, case, match)
 def test_no_model_says_pass_model(tmp_path, capsys):
     src = _clip(tmp_path / "in.mp4", frames=5, audio=False)
     _one_line_exit_2(capsys, _main(["upscale", src, "--out", tmp_path / "o.mp4"]), "--model DIR")
+
+
+def test_a_bundled_model_is_the_default(models, tmp_path, monkeypatch):
+    """Once pretrained/super_resolution/ ships, `upscale` without --model and the bundled pipeline use it."""
+    import shutil
+
+    from videopoet import components, pipeline
+    from videopoet.lm.transformer import PrefixLM
+    from videopoet.superres import upscale
+    from videopoet.tokenizers.audio import AudioTokenizer
+
+    root = tmp_path / "pretrained"
+    shutil.copytree(models / "sr", root / "super_resolution")
+    shutil.copytree(models / "tok", root / "video_tokenizer")
+    AudioTokenizer.from_preset("debug").save_pretrained(root / "audio_tokenizer")
+    PrefixLM.from_preset("debug").save_pretrained(root / "transformer")
+    for module in (components, pipeline, upscale):
+        monkeypatch.setattr(module, "PRETRAINED_ROOT", root)
+    src, out = _clip(tmp_path / "in.mp4"), tmp_path / "out.mp4"
+    assert _main(["upscale", src, "--out", out, "--steps", "2"]) == 0 and out.is_file()
+    pipe = pipeline.VideoPoetPipeline.from_pretrained(None, text_encoder=_NoText())
+    assert pipe.super_resolution is not None
+
+
+class _NoText:
+    """A text encoder stand-in of MiniLM's width (the bundled pipeline's default would load MiniLM)."""
+
+    dim, max_tokens, spec = 384, 64, "minilm"

@@ -326,7 +326,8 @@ def _add_upscale(top) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="super-resolution folder (videopoet train superres); twice: stage 1 then stage 2 of --factor 4",
+        help="super-resolution folder (videopoet train superres; default: the bundled one, when shipped); "
+        "twice: stage 1 then stage 2 of --factor 4",
     )
     p.add_argument("--video-tokenizer", metavar="DIR", help="video tokenizer folder (default: the bundled)")
     p.add_argument("--prompt", help="text describing the clip (optional; text guidance needs it)")

@@ -220,7 +220,12 @@ class VideoPoetPipeline:
             AudioTokenizer.from_pretrained(device=device),
         )
         text_encoder = text_encoder or load_text_encoder(device=device)
-        return cls(video, audio, text_encoder, PrefixLM.from_pretrained(device=device))
+        sr = None
+        if (PRETRAINED_ROOT / SUPER_RESOLUTION).is_dir():  # optional: bundled once it is trained
+            from videopoet.superres.model import SuperResTransformer
+
+            sr = SuperResTransformer.from_pretrained(device=device)
+        return cls(video, audio, text_encoder, PrefixLM.from_pretrained(device=device), sr)
 
     @property
     def device(self) -> torch.device:

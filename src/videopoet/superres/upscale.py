@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from videopoet.components import PRETRAINED_ROOT
 from videopoet.errors import UserError
 from videopoet.superres.model import SuperResTransformer, resolve_window
 
@@ -120,7 +121,7 @@ def check_vocabulary(tokenizer, models: Sequence[SuperResTransformer]) -> None:
 
 # ============================================================================================ the command
 NO_MODEL = (
-    "no super-resolution model is bundled yet: pass --model DIR, a folder written by "
+    "no super-resolution model is bundled with this version: pass --model DIR, a folder written by "
     "`videopoet train superres` (its out_dir/final)"
 )
 
@@ -141,7 +142,7 @@ def _check_args(args) -> tuple[Path, Path]:
     check_output(out, overwrite=args.overwrite)
     if src.resolve() == out.resolve():
         raise UserError(f"--out {args.out} is the input clip; write to another file")
-    if not args.model:
+    if not args.model and not (PRETRAINED_ROOT / SuperResTransformer.BUNDLED).is_dir():
         raise UserError(NO_MODEL)
     if len(args.model) > 2:
         raise UserError("--model: give one folder (used by every stage) or two (stage 1, stage 2)")
@@ -177,10 +178,11 @@ def _read_clip(src: Path, factor: int):
 def load_models(args, device) -> tuple:
     from videopoet.tokenizers.video import VideoTokenizer
 
-    for folder in args.model:
+    for folder in args.model or ():
         if not Path(folder).expanduser().is_dir():
             raise UserError(f"--model {folder}: no such folder (a super-resolution component folder)")
-    models = [SuperResTransformer.from_pretrained(Path(m).expanduser(), device=device) for m in args.model]
+    folders = [Path(m).expanduser() for m in args.model] if args.model else [None]  # None: the bundled one
+    models = [SuperResTransformer.from_pretrained(m, device=device) for m in folders]
     tokenizer = VideoTokenizer.from_pretrained(args.video_tokenizer, device=device).eval()
     check_vocabulary(tokenizer, models)
     return tokenizer, [m.eval() for m in models]
