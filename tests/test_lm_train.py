@@ -12,7 +12,7 @@ import torch
 
 from videopoet.config import load_config
 from videopoet.eval.report import read_jsonl
-from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig, collate_examples, target_loss
+from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig, collate_examples, target_loss, target_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "configs" / "lm_debug.toml"
@@ -66,15 +66,98 @@ def test_collate_pads_only_when_lengths_differ():
     assert float(mixed["padding"]) == pytest.approx(2 / 12)
 
 
+class RowLogits:
+    """A stand-in model: fixed logits (B, L, V), of which it returns the rows it is asked for."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __call__(self, ids, prefix_len, text, text_mask, *, rows):
+        return self.logits[rows]
+
+
 def test_loss_reads_output_positions_only():
     torch.manual_seed(0)
     batch = collate_examples([_item(6, 3, [3, 4, 5])])
     logits = torch.randn(1, 6, 40, requires_grad=True)
-    loss = target_loss(logits, batch["ids"], batch["loss_mask"])
-    loss.backward()
+    assert target_rows(batch["loss_mask"])[0].tolist() == [False, False, True, True, True, False]
+    target_loss(RowLogits(logits), batch, text=False).backward()
     # targets 3, 4, 5 are predicted from positions 2, 3, 4: nothing else gets a gradient
     touched = logits.grad.abs().sum(-1)[0].nonzero().flatten().tolist()
     assert touched == [2, 3, 4]
+
+
+def _full_logits_loss(model, batch, text: bool) -> torch.Tensor:
+    """The reference: logits (B, L, V) at every position, then the target rows' cross-entropy."""
+    args = (batch["text"], batch["text_mask"]) if text else (None, None)
+    logits = model(batch["ids"], batch["prefix_len"], *args)  # (B, L, V)
+    targets = batch["loss_mask"][:, 1:]  # (B, L−1): is token j + 1 a target?
+    return torch.nn.functional.cross_entropy(logits[:, :-1][targets].float(), batch["ids"][:, 1:][targets])
+
+
+def _record(frames: int, seed: int):
+    import numpy as np
+
+    from videopoet.lm.records import TokenRecord
+
+    r = np.random.default_rng(seed)
+    return TokenRecord(key=f"c{seed}", caption="x", video=r.integers(0, 256, (frames, 2, 2)).astype(np.int32),
+                       audio=r.integers(0, 64, (4, 3 * frames)).astype(np.int32),
+                       text=r.standard_normal((5, 384)).astype(np.float16),
+                       text_mask=np.arange(5) < 3, conditions={}, width=32, height=32, frames=5)  # fmt: skip
+
+
+def _batches(slots: int) -> list[tuple[dict, bool]]:
+    """text_to_video (visual and special targets; rows of 2 and 1 latent frames: padding; the second
+    row's text dropped) and av_continuation (audio targets, ids above the visual block; no text)."""
+    import numpy as np
+
+    from videopoet.lm.tasks import build_example
+    from videopoet.lm.vocab import VOCABS
+    from videopoet.train.lm import example_item
+
+    out = []
+    for task, frames, text in (("text_to_video", (2, 1), True), ("av_continuation", (3, 3), False)):
+        examples = [build_example(task, _record(t, i), VOCABS["debug"], text_slots=slots, text_dim=384,
+                                  rng=np.random.default_rng(i), drop_text=i == 1)
+                    for i, t in enumerate(frames)]  # fmt: skip
+        items = [example_item(task, ex) for ex in examples]
+        out.append((collate_examples(items), text))
+    return out
+
+
+@pytest.mark.parametrize("head", ["flat", "tied", "factorized"])
+def test_target_row_loss_matches_full_logits(head):
+    """target_loss (the head on target rows only; the factorized head's factors, never its V log-probs)
+    equals the cross-entropy of the full logits, loss and parameter gradients."""
+    from videopoet.lm.transformer import PrefixLM
+    from videopoet.lm.vocab import VOCABS
+
+    v = VOCABS["debug"]
+    heads = {"flat": {}, "tied": {"tie_embeddings": True},
+             "factorized": {"factorized_visual": (v.visual_start, v.visual_codebook_size)}}  # fmt: skip
+    torch.manual_seed(0)
+    model = PrefixLM.from_preset("debug", text_slots=8, **heads[head])
+    with torch.no_grad():  # larger weights than the init: logits far from uniform
+        for p in model.parameters():
+            p.mul_(4.0)
+    batches = _batches(8)
+    assert batches[0][0]["padding"] > 0 and not batches[0][0]["text_mask"][1].any()
+    for batch, text in batches:
+        grads = []
+        for fn in (_full_logits_loss, target_loss):
+            model.zero_grad(set_to_none=True)
+            kwargs = {"factorized_visual": model.config.factorized_visual} if fn is target_loss else {}
+            loss = fn(model, batch, text=text, **kwargs)
+            loss.backward()
+            grads.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+        (old, old_grads), (new, new_grads) = grads
+        torch.testing.assert_close(new, old, atol=1e-5, rtol=0)
+        for name, g in old_grads.items():
+            if g is None:  # text_proj without text
+                assert new_grads[name] is None, name
+                continue
+            torch.testing.assert_close(new_grads[name], g, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_debug_config_trains_and_resumes_exactly(tmp_path):
@@ -102,10 +185,26 @@ def test_debug_config_trains_and_resumes_exactly(tmp_path):
     assert model.config.vocab_size == 8448
 
 
-def test_cli_trains_on_two_ranks_like_one(tmp_path):
-    """FSDP2-sharded debug LM on 2 gloo ranks: the losses of one process (fp32, |Δ| ≤ 1e-5)."""
+HEADS = {
+    "flat": [],
+    "tied": ["model.tie_embeddings=true"],
+    "factorized": ["model.factorized_visual=[256, 4096]"],
+}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "flat",
+        pytest.param("tied", marks=pytest.mark.slow),
+        pytest.param("factorized", marks=pytest.mark.slow),
+    ],
+)
+def test_cli_trains_on_two_ranks_like_one(tmp_path, head):
+    """FSDP2-sharded debug LM on 2 gloo ranks: the losses of one process (fp32, |Δ| ≤ 1e-5), with the
+    head (the tied embedding, the factorized factors) run on the target rows inside the root's forward."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
-    sets = [*_text_sets(), "max_steps=3", "eval_every=0", "ckpt_every=0"]
+    sets = [*_text_sets(), *HEADS[head], "max_steps=3", "eval_every=0", "ckpt_every=0"]
     runs = {}
     for ranks in (1, 2):
         out = tmp_path / f"r{ranks}"

@@ -415,14 +415,27 @@ class PrefixLM(Pretrained, nn.Module):
         text_mask: torch.Tensor | None = None,
         *,
         input_pos: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor | FactorLogits:
         """Logits (B, L, V) (normalised log-probs with the factorized head).
 
         ``input_pos`` None: the whole sequence at positions 0 … L−1, no cache. Given (L,): the positions
         of these tokens; keys and values go into the caches (setup_caches) and every query attends over
         the cache (see the module docstring for the prefill / decode order).
+
+        ``rows`` (B, L) bool: the head runs on those positions only (a training loss needs the ones that
+        predict a target), returning logits (R, V) for the R selected rows in row-major order, or the
+        factorized head's unnormalised ``factors`` (R, ·), never its (R, V) log-probs. It is an argument
+        of forward, not a method of its own, so that FSDP2's hooks on the root (gathering the head and
+        the tied embedding) and ``torch.compile(model)`` cover it like any forward call.
         """
-        return self.output(self.hidden_states(ids, prefix_len, text, text_mask, input_pos=input_pos))
+        h = self.hidden_states(ids, prefix_len, text, text_mask, input_pos=input_pos)  # (B, L, D)
+        if rows is None:
+            return self.output(h)
+        if rows.dtype != torch.bool or rows.shape != ids.shape:
+            raise ValueError(f"rows must be a bool mask shaped like ids {tuple(ids.shape)}, got {rows.shape}")
+        h = h[rows]  # (R, D)
+        return self.output.factors(h) if isinstance(self.output, FactorizedHead) else self.output(h)
 
     def hidden_states(self, ids, prefix_len, text=None, text_mask=None, *, input_pos=None) -> torch.Tensor:
         """The normalised last hidden states (B, L, D) that ``self.output`` turns into logits (a loss on

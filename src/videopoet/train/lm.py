@@ -12,7 +12,9 @@ configured tokenizers (small runs). Each item is one tokenized clip; the step de
   their weights.
 - **Text dropout** for classifier-free guidance: an item's text is masked with ``text_dropout`` (seeded by
   its position).
-- **Loss**: cross-entropy on the output tokens only (the task builders' loss mask), logged per task;
+- **Loss**: cross-entropy on the output tokens only (the task builders' loss mask), logged per task; the
+  head runs on the positions that predict a target only (``target_loss``: no (B, L, V) logits, and the
+  factorized head's loss comes from its factors), for training and the held-out loss alike;
   AdamW, warm-up + cosine, bf16 autocast over fp32 weights (FSDP2: bf16 parameters, fp32 reduction and
   fp32 sharded master weights), gradient clipping — all from the engine.
 """
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 
 from videopoet.config import ConfigError, load_config
 from videopoet.device import autocast
-from videopoet.lm.transformer import PRESETS, PrefixLM
+from videopoet.lm.transformer import PRESETS, FactorLogits, PrefixLM
 from videopoet.lm.vocab import Vocab
 from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
 
@@ -188,11 +190,45 @@ def collate_examples(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def target_loss(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of predicting token j + 1 from position j, over the target tokens only."""
-    targets = loss_mask[:, 1:]  # (B, L−1): is token j + 1 a target?
-    picked = logits[:, :-1][targets].float()  # (N, V)
-    return F.cross_entropy(picked, ids[:, 1:][targets])
+def target_rows(loss_mask: torch.Tensor) -> torch.Tensor:
+    """Loss mask (B, L) → the positions that predict a target (B, L): position j predicts token j + 1."""
+    last = torch.zeros_like(loss_mask[:, :1])  # (B, 1): the last position predicts nothing
+    return torch.cat([loss_mask[:, 1:], last], dim=1)
+
+
+def target_loss(model, batch: dict[str, Any], *, text: bool, factorized_visual=None) -> torch.Tensor:
+    """Mean cross-entropy (fp32) over the target tokens of ``batch`` (collate_examples) only: the model
+    (PrefixLM, sharded or compiled) runs its head on the R positions that predict a target, never on
+    the (B, L, V) logits of every position. ``factorized_visual`` is the model config's."""
+    args = (batch["text"], batch["text_mask"]) if text else (None, None)
+    out = model(batch["ids"], batch["prefix_len"], *args, rows=target_rows(batch["loss_mask"]))
+    targets = batch["ids"][:, 1:][batch["loss_mask"][:, 1:]]  # (R,), the order of the selected rows
+    if isinstance(out, FactorLogits):
+        if factorized_visual is None:
+            raise ValueError("a factorized head's loss needs factorized_visual (the model config's)")
+        return factorized_cross_entropy(out, targets, *factorized_visual)
+    return F.cross_entropy(out.float(), targets)
+
+
+def factorized_cross_entropy(
+    factors: FactorLogits, targets: torch.Tensor, visual_start: int, visual_size: int
+) -> torch.Tensor:
+    """Mean −log p(target) under FactorizedHead from its factors (R, ·), without its (R, V) log-probs.
+
+    FactorizedHead.forward lays the V ids out as rest[:s] ‖ visual block ‖ rest[s:−1]: an id below the
+    block is its own rest index, one above it shifts down by the block's size, and a visual id i takes
+    the last rest index ("visual") plus log p_high(i // N) + log p_low(i % N).
+    """
+    n = factors.high.shape[-1]
+    code = targets - visual_start  # (R,): the visual index where the target is visual
+    visual = (code >= 0) & (code < visual_size)
+    rest_index = torch.where(code < 0, targets, targets - visual_size)
+    rest_index = torch.where(visual, factors.rest.shape[-1] - 1, rest_index)
+    nll = F.cross_entropy(factors.rest.float(), rest_index, reduction="none")  # (R,)
+    code = code.clamp(0, visual_size - 1)  # non-visual rows: any valid class, their term is dropped
+    high = F.cross_entropy(factors.high.float(), code // n, reduction="none")
+    low = F.cross_entropy(factors.low.float(), code % n, reduction="none")
+    return torch.where(visual, nll + high + low, nll).mean()
 
 
 # ============================================================================================ recipe
@@ -242,10 +278,8 @@ class LMRecipe(Recipe):
         from videopoet.lm.tasks import task as task_spec
 
         text = "text" in task_spec(batch["tasks"][0]).inputs  # a step holds one task
-        args = (batch["text"], batch["text_mask"]) if text else (None, None)
         with autocast(self.engine.device, self.engine.amp):
-            logits = self.fwd(batch["ids"], batch["prefix_len"], *args)
-        return target_loss(logits, batch["ids"], batch["loss_mask"])
+            return target_loss(self.fwd, batch, text=text, factorized_visual=self.mcfg.factorized_visual)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         lr = self.cfg.lr_at(step)
