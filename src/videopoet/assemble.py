@@ -159,7 +159,8 @@ def _summary(out: Path) -> str:
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     storage = json.loads((out / "transformer" / CONFIG_FILE).read_text(encoding="utf-8")).get("storage")
     text = index["text_encoder"]["spec"] if index["text_encoder"] else "none"
+    sr = ", super_resolution" if index.get("super_resolution") else ""
     return (
-        f"assembled {out}: video_tokenizer, audio_tokenizer, transformer ({storage or 'as trained'}), "
+        f"assembled {out}: video_tokenizer, audio_tokenizer, transformer ({storage or 'as trained'}){sr}, "
         f"text encoder {text}; {size / 1e6:.1f} MB"
     )

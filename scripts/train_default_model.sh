@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Train the default model's prefix LM and super-resolution stage on the synthetic world, from scratch:
+# token shards (train + held-out, with MiniLM text), the per-task unigram baseline, the LM, the SR model,
+# then a pipeline folder (the bundled tokenizers + the new LM and SR, int8 weight-only).
+#
+#   bash scripts/train_default_model.sh RUN_DIR
+#
+# Every step resumes where it stopped and skips what is complete, so under a per-command time limit the
+# same command is simply run again (`timeout 590 bash scripts/train_default_model.sh runs/default`, repeated
+# until it prints "done"). Settings come from the environment (defaults: one GPU, the tiny configs):
+#   VIDEOPOET_DEVICE (cuda), VIDEOPOET_WORKERS (15), VIDEOPOET_CLIPS (12000 train clips),
+#   VIDEOPOET_HELDOUT (256), VIDEOPOET_TEXT (minilm), VIDEOPOET_TOKENIZE_ARGS (extra tokenize flags),
+#   VIDEOPOET_LM_CONFIG (configs/lm_tiny.toml), VIDEOPOET_SR_CONFIG (configs/superres_tiny.toml; empty:
+#   no SR), VIDEOPOET_LM_SET / VIDEOPOET_SR_SET (extra `--set k=v ...` for the trainers).
+# The commands it runs, and what the runs measured: docs/pretrained.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN="${1:?usage: bash scripts/train_default_model.sh RUN_DIR}"
+DEVICE="${VIDEOPOET_DEVICE:-cuda}"
+WORKERS="${VIDEOPOET_WORKERS:-15}"
+CLIPS="${VIDEOPOET_CLIPS:-12000}"
+HELDOUT="${VIDEOPOET_HELDOUT:-256}"
+TEXT="${VIDEOPOET_TEXT:-minilm}"
+LM_CONFIG="${VIDEOPOET_LM_CONFIG:-configs/lm_tiny.toml}"
+SR_CONFIG="${VIDEOPOET_SR_CONFIG-configs/superres_tiny.toml}"
+read -r -a TOKENIZE_ARGS <<<"${VIDEOPOET_TOKENIZE_ARGS:-}"
+read -r -a LM_SET <<<"${VIDEOPOET_LM_SET:-}"
+read -r -a SR_SET <<<"${VIDEOPOET_SR_SET:-}"
+VP=("${PYTHON:-python3}" -m videopoet.cli)
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"  # runs from a checkout without installing
+
+say() { printf '[train_default_model] %s\n' "$*"; }
+
+# resume_flag DIR MARKER: --resume when DIR already holds MARKER (an earlier, maybe unfinished, run)
+resume_flag() { if [ -e "$1/$2" ]; then echo --resume; fi; }
+
+tokenize() {  # tokenize SPLIT NUM SHARD_SIZE
+  local out="$RUN/shards/$1"
+  say "token shards: $1 ($2 clips) -> $out"
+  "${VP[@]}" tokenize --data "synthetic:$1:$2" --out "$out" --text "$TEXT" --device "$DEVICE" \
+    --workers "$WORKERS" --batch-size 32 --shard-size "$3" "${TOKENIZE_ARGS[@]}" \
+    $(resume_flag "$out" tokens.json)
+}
+
+train() {  # train KIND CONFIG OUT SET...
+  local kind="$1" config="$2" out="$3"
+  shift 3
+  say "train $kind ($config) -> $out"
+  "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $(resume_flag "$out" checkpoints)
+}
+
+tokenize train "$CLIPS" 500
+tokenize heldout "$HELDOUT" "$HELDOUT"
+if [ ! -f "$RUN/unigram.json" ]; then
+  say "unigram baseline -> $RUN/unigram.json"
+  "${PYTHON:-python3}" benchmarks/lm_unigram_baseline.py --train "$RUN/shards/train" \
+    --heldout "$RUN/shards/heldout" --train-items 1000 --out "$RUN/unigram.json"
+fi
+train lm "$LM_CONFIG" "$RUN/lm" --set "data=$RUN/shards/train" --set "eval_data=$RUN/shards/heldout" \
+  --set "device=$DEVICE" "${LM_SET[@]}"
+sr_args=()
+if [ -n "$SR_CONFIG" ]; then
+  train superres "$SR_CONFIG" "$RUN/sr" --set "device=$DEVICE" "${SR_SET[@]}"
+  sr_args=(--super-resolution "$RUN/sr/final")
+fi
+say "pipeline (int8) -> $RUN/pipeline"
+"${VP[@]}" assemble --video-tokenizer src/videopoet/pretrained/video_tokenizer \
+  --audio-tokenizer src/videopoet/pretrained/audio_tokenizer --transformer "$RUN/lm/final" \
+  "${sr_args[@]}" --text "$TEXT" --int8 --out "$RUN/pipeline" --overwrite
+say "done: videopoet generate \"a red circle bouncing on a striped background\" --model $RUN/pipeline"
