@@ -121,6 +121,15 @@ def test_condition_tokens_equal_encoding_the_condition_video(models):
         assert np.array_equal(r.conditions["flow_depth"], direct)
 
 
+def test_encode_chunks_are_those_of_the_concatenation():
+    videos = [torch.arange(n * 2.0).view(n, 2) + 100 * k for k, n in enumerate([3, 5, 2, 4])]
+    for size in (1, 2, 3, 4, 7, 16):
+        want, got = torch.cat(videos).split(size), R._chunks(videos, size)
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want)), size
+    same = R._chunks(videos[:2], 3)[0]
+    assert same.data_ptr() == videos[0].data_ptr()  # one kind's videos: a view, no copy
+
+
 def test_kinds_for_tasks():
     assert R.kinds_for_tasks(["t2v", "v2a"]) == ()
     assert R.kinds_for_tasks(["inpaint", "outpaint_v"]) == ("inpainting", "outpainting_vertical")

@@ -378,8 +378,8 @@ class RecordTokenizer:
     @torch.no_grad()
     def _encode_groups(self, groups) -> dict[str, dict[int, np.ndarray]]:
         """Every group's videos through the tokenizer in chunks of ``encode_batch`` → kind → row → int32."""
-        flat = torch.cat([v for _, v in groups.values()])  # (ΣB, 3, T, H, W)
-        chunks = [self.video.encode(c) for c in flat.split(self.encode_batch)]
+        videos = [v for _, v in groups.values()]
+        chunks = [self.video.encode(c) for c in _chunks(videos, self.encode_batch)]
         ids = torch.cat(chunks).to(torch.int32).cpu().numpy()  # (ΣB, t, h, w)
         out, at = {}, 0
         for kind, (rows, _) in groups.items():
@@ -410,6 +410,25 @@ class RecordTokenizer:
         if self.text is None:
             return [(None, None)] * len(samples)
         return encode_captions(self.text, [s.caption for s in samples])
+
+
+def _chunks(videos: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """The rows of ``videos`` one after the other, in chunks of ``size`` (the last may be short): the
+    chunks of their concatenation, without copying it. A chunk inside one tensor is a view of it (when the
+    encode batch equals the loader batch, every chunk is one condition kind's videos)."""
+    chunks, pieces, filled = [], [], 0
+    for v in videos:
+        at = 0
+        while at < v.shape[0]:
+            take = min(size - filled, v.shape[0] - at)
+            pieces.append(v[at : at + take])
+            at, filled = at + take, filled + take
+            if filled == size:
+                chunks.append(pieces[0].contiguous() if len(pieces) == 1 else torch.cat(pieces))
+                pieces, filled = [], 0
+    if pieces:
+        chunks.append(pieces[0].contiguous() if len(pieces) == 1 else torch.cat(pieces))
+    return chunks
 
 
 def _check_same_format(samples: list[Sample]) -> None:
