@@ -226,3 +226,17 @@ def test_image_to_video_starts_with_the_images_own_tokens(pipe, clip, calls, one
     _, _, plan = calls[-1]
     forced = pipe.vocab.visual_grid_to_lm(tokens[0]).tolist()
     assert plan[1 : 1 + len(forced)] == forced  # forced in the sampler's plan, never sampled
+
+
+def test_a_trained_length_that_fits_is_one_call_not_windows(calls, one_thread):
+    """At max_seq_len 160 a 17-frame text_to_video (153 ids) fits but its continuation step (169) does not:
+    17 frames, a trained length, are one sampler call; 21 frames (not a trained length) go in windows."""
+    torch.manual_seed(0)
+    lm = PrefixLM.from_preset("debug", max_seq_len=160)
+    small = VideoPoetPipeline(VideoTokenizer.from_preset("debug"), AudioTokenizer.from_preset("debug"),
+                              FakeEncoder(), lm)  # fmt: skip
+    assert small.window_frames("t2v", W, H, with_audio=False) < 17
+    out = small("a red circle", num_frames=17, width=W, height=H, with_audio=False)
+    assert out.frames.shape[0] == 17 and len(calls) == 1
+    out = small("a red circle", num_frames=21, width=W, height=H, with_audio=False)
+    assert out.frames.shape[0] == 21 and len(calls) > 2

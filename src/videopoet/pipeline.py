@@ -360,6 +360,10 @@ class VideoPoetPipeline:
             name, ctx.width, ctx.height, with_audio=sound, keep_first_frame=ctx.keep_first_frame
         )
         size = (ctx.width, ctx.height, ctx.keep_first_frame)
+        one_call = tuple(s for s in self._steps(name, sound) if s != "frame_prediction" or s == name)
+        if ctx.frames > window and ctx.frames in DURATIONS and self._fits(one_call, ctx.frames, *size):
+            # a trained length that fits without the continuation step (41 frames, portrait 17): one call
+            return ctx.frames
         if (
             name not in LONG_TASKS
             and name != "text_to_image"
