@@ -252,7 +252,7 @@ def missing_geometry(*, flow: bool, depth: bool) -> list[str]:
 
     missing = []
     if flow and not has_opencv():
-        missing.append("optical flow needs OpenCV (pip install opencv-python-headless)")
+        missing.append("optical flow needs OpenCV (pip install 'videopoet[flow]': opencv-python-headless)")
     if depth and not DEPTH_ESTIMATORS:
         missing.append("depth needs a depth estimator (videopoet.lm.records.register_depth_estimator)")
     return missing

