@@ -49,7 +49,7 @@ class _Main:
         return len(batch)
 
 
-def _no_model_tokenizer():
+def _no_model_tokenizer(batch_size: int):
     """The bundled tokenizers in a RecordTokenizer, their encoders replaced by zeros of the right shape."""
     import torch
 
@@ -68,7 +68,7 @@ def _no_model_tokenizer():
         x.shape[0], (x.shape[2] - 1) // tf + 1, x.shape[3] // sf, x.shape[4] // sf, dtype=torch.long
     )
     audio.encode = lambda w: torch.zeros(w.shape[0], levels, w.shape[-1] // hop, dtype=torch.long)
-    return RecordTokenizer(video, audio, None, device="cpu")
+    return RecordTokenizer(video, audio, None, device="cpu", encode_batch=batch_size)  # as the command
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     consume = _finish
     if args.main:
-        consume = _Main(_no_model_tokenizer())
+        consume = _Main(_no_model_tokenizer(args.batch_size))
     batches = iter(loader)
     consume(next(batches))  # warm-up: worker start, imports
     t0, n = time.perf_counter(), 0
