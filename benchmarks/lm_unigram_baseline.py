@@ -5,6 +5,9 @@ distribution over the vocabulary; the baseline is its cross-entropy (nats per ta
 task's targets of the held-out records — what a model that ignores every prefix and position would score.
 
     python benchmarks/lm_unigram_baseline.py --train shards/train --heldout shards/heldout --out base.json
+
+The computation is the package's (``videopoet.eval.lm.unigram_baseline``); ``videopoet eval lm
+--baseline-data`` reports it beside a model's loss.
 """
 
 from __future__ import annotations
@@ -13,35 +16,16 @@ import argparse
 import json
 import math
 
-import numpy as np
-import torch
-
+from videopoet.eval.lm import unigram_baseline
 from videopoet.lm.records import TokenShardDataset
-from videopoet.lm.tasks import TRAINED_TASKS, build_example
+from videopoet.train.lm import first_records
 
 
-def _targets(task: str, ds: TokenShardDataset, n: int, slots: int, dim: int) -> list[torch.Tensor]:
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(min(n, len(ds))):
-        try:
-            ex = build_example(task, ds[i], ds.vocab, text_slots=slots, text_dim=dim, rng=rng)
-        except ValueError:
-            continue
-        out.append(ex.ids[ex.loss_mask])
-    return out
-
-
-def baseline(train: TokenShardDataset, heldout: TokenShardDataset, n: int, slots: int, dim: int) -> dict:
-    result = {}
-    for task in TRAINED_TASKS:
-        fit, test = _targets(task, train, n, slots, dim), _targets(task, heldout, n, slots, dim)
-        if not fit or not test:
-            continue
-        counts = torch.bincount(torch.cat(fit), minlength=train.vocab.size).double() + 1.0
-        logp = (counts / counts.sum()).log()
-        result[task] = round(float(-logp[torch.cat(test)].mean()), 4)
-    return result
+def baseline(train, heldout, n: int, slots: int, dim: int) -> dict:
+    """{task: nats, rounded to 4 places} on the first ``n`` records of each set (eval/lm.py computes it)."""
+    fit, test = first_records(train, n), first_records(heldout, n)
+    result = unigram_baseline(fit, test, train.vocab, text_slots=slots, text_dim=dim)
+    return {task: round(nats, 4) for task, nats in result.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -256,6 +256,35 @@ def _add_eval(top) -> None:
     p.add_argument("--out", default="eval_audio", help="output prefix: writes OUT.json and OUT.md")
     _add_overwrite(p, "an earlier report with the same --out")
     p.set_defaults(handler="videopoet.eval.audio:main")
+    p = ev.add_parser("lm", help="prefix LM: held-out loss per task, beside a unigram baseline")
+    p.add_argument(
+        "--model", required=True, help="prefix LM folder (a run's final/; fp16 or int8) or a pipeline folder"
+    )
+    p.add_argument(
+        "--data", required=True, help="held-out token shards (videopoet tokenize, the model's vocab)"
+    )
+    p.add_argument(
+        "--baseline-data", metavar="DIR", help="training token shards: adds a unigram baseline per task"
+    )
+    p.add_argument(
+        "--baseline-num",
+        type=_int_in(1, MAX_EVAL_CLIPS, "records"),
+        default=2000,
+        help="records of --baseline-data the unigram is counted on (default 2000)",
+    )
+    _add_eval_common(p)
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="tasks to score, e.g. t2v i2v or t2v,i2v (default: every trained task)",
+    )
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="the training run's seed (the held-out examples' rng)"
+    )
+    p.add_argument("--out", default="eval_lm", help="output prefix: writes OUT.json and OUT.md")
+    _add_overwrite(p, "an earlier report with the same --out")
+    p.set_defaults(handler="videopoet.eval.lm:main")
     p = ev.add_parser("generation", help="prompt following, Fréchet distances, task fidelity")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="pipeline directory to generate with")

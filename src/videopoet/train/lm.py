@@ -17,6 +17,9 @@ configured tokenizers (small runs). Each item is one tokenized clip; the step de
   factorized head's loss comes from its factors), for training and the held-out loss alike;
   AdamW, warm-up + cosine, bf16 autocast over fp32 weights (FSDP2: bf16 parameters, fp32 reduction and
   fp32 sharded master weights), gradient clipping — all from the engine.
+- **Held-out loss** per task (``val_loss/<task>``): ``heldout_items`` builds each task's examples from the
+  first ``eval_items`` held-out clips, ``heldout_loss`` averages over their target tokens in mini-batches;
+  ``videopoet eval lm`` (eval/lm.py) scores a saved model with the same two functions.
 """
 
 from __future__ import annotations
@@ -231,6 +234,67 @@ def factorized_cross_entropy(
     return torch.where(visual, nll + high + low, nll).mean()
 
 
+def batch_loss(model, batch: dict[str, Any], *, amp: bool, factorized_visual=None) -> torch.Tensor:
+    """``target_loss`` of a batch of one task (its inputs say whether the text is passed), under bf16
+    autocast when ``amp`` and the batch is on a GPU: the loss of a training step and of the held-out one."""
+    from videopoet.lm.tasks import task as task_spec
+
+    text = "text" in task_spec(batch["tasks"][0]).inputs
+    with autocast(batch["ids"].device, amp):
+        return target_loss(model, batch, text=text, factorized_visual=factorized_visual)
+
+
+# ============================================================================================ held-out loss
+HELDOUT_RNG = 0xE7A1  # with the run's seed: the rng of the held-out examples (frame_prediction, stylization)
+
+
+def first_records(dataset, num: int, *, on_skip=log.warning) -> list:
+    """The first ``num`` readable records of ``dataset``; ``on_skip`` gets a line for each unreadable one."""
+    from videopoet.data.datasets import readable_items
+
+    items = readable_items(dataset, range(len(dataset)), log=on_skip)
+    return [record for _, record in itertools.islice(items, num)]
+
+
+def heldout_items(
+    task: str, records: list, vocab: Vocab, *, text_slots: int, text_dim: int, seed: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The held-out examples of ``task`` (text kept, never dropped), one per record that can make one, in
+    order, all drawn from one rng seeded by (seed, HELDOUT_RNG) → (items, the reason the first record that
+    could not make one gave, or None). LMRecipe.evaluate and ``videopoet eval lm`` score these."""
+    from videopoet.lm.tasks import build_example
+
+    rng = np.random.default_rng([seed, HELDOUT_RNG])
+    items, reason = [], None
+    for record in records:
+        try:
+            ex = build_example(task, record, vocab, text_slots=text_slots, text_dim=text_dim, rng=rng)
+        except ValueError as e:  # the clip lacks what the task needs (no audio, no condition, no text)
+            reason = reason or str(e)
+            continue
+        items.append(example_item(task, ex))
+    return items, reason
+
+
+@torch.no_grad()
+def heldout_loss(
+    model, items: list[dict[str, Any]], *, batch_size: int, device, amp: bool, factorized_visual=None
+) -> tuple[float, int]:
+    """Mean loss per target token of ``items`` (one task) in mini-batches of ``batch_size`` → (nats,
+    target tokens). Each batch's mean (``batch_loss``) is weighted by its target count, so the result is
+    the sum of the per-token losses over their count whatever the batching (padding adds no target)."""
+    total, count = 0.0, 0
+    for start in range(0, len(items), batch_size):
+        batch = collate_examples(items[start : start + batch_size])
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        n = int(batch["loss_mask"][:, 1:].sum())  # the targets: token j + 1 for every target row j
+        total += float(batch_loss(model, batch, amp=amp, factorized_visual=factorized_visual)) * n
+        count += n
+    if count == 0:
+        raise ValueError("heldout_loss needs at least one item with a target token")
+    return total / count, count
+
+
 # ============================================================================================ recipe
 class LMRecipe(Recipe):
     progress_keys = ("loss",)
@@ -275,11 +339,7 @@ class LMRecipe(Recipe):
         return collate_examples(items)
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        from videopoet.lm.tasks import task as task_spec
-
-        text = "text" in task_spec(batch["tasks"][0]).inputs  # a step holds one task
-        with autocast(self.engine.device, self.engine.amp):
-            return target_loss(self.fwd, batch, text=text, factorized_visual=self.mcfg.factorized_visual)
+        return batch_loss(self.fwd, batch, amp=self.engine.amp, factorized_visual=self.mcfg.factorized_visual)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         lr = self.cfg.lr_at(step)
@@ -304,34 +364,24 @@ class LMRecipe(Recipe):
     # ------------------------------------------------------------------ held-out loss per task
     def _eval_records(self) -> list:
         if self._eval is None:
-            from videopoet.data.datasets import readable_items
-
             ds = open_records(self.cfg.heldout_spec(), self.cfg, split="heldout")
-            items = readable_items(ds, range(len(ds)), log=log.warning)
-            self._eval = [record for _, record in itertools.islice(items, self.cfg.eval_items)]
+            self._eval = first_records(ds, self.cfg.eval_items)
         return self._eval
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Mean target-token loss per task on the held-out clips (text kept), every rank alike."""
-        from videopoet.lm.tasks import build_example
-
+        """Mean target-token loss per task on the held-out clips (text kept), every rank alike, in
+        mini-batches of the per-rank training batch (heldout_items, heldout_loss: as `videopoet eval lm`)."""
         self.model.eval()
         out: dict[str, Any] = {}
         for task in sorted(t for t, w in self.cfg.tasks.items() if w > 0):
-            rng = np.random.default_rng([self.cfg.seed, 0xE7A1])
-            items = []
-            for record in self._eval_records():
-                try:
-                    ex = build_example(task, record, self.vocab, text_slots=self.mcfg.text_slots,
-                                       text_dim=self.mcfg.text_dim, rng=rng)  # fmt: skip
-                except ValueError:
-                    continue  # the clip lacks what the task needs (no audio, no condition)
-                items.append(example_item(task, ex))
+            items, _ = heldout_items(task, self._eval_records(), self.vocab, text_slots=self.mcfg.text_slots,
+                                     text_dim=self.mcfg.text_dim, seed=self.cfg.seed)  # fmt: skip
             if items:
-                batch = {k: v.to(self.engine.device) if torch.is_tensor(v) else v
-                         for k, v in collate_examples(items).items()}  # fmt: skip
-                out[f"val_loss/{task}"] = self._loss(batch).item()
+                loss, _ = heldout_loss(self.fwd, items, batch_size=self.engine.local_batch,
+                                       device=self.engine.device, amp=self.engine.amp,
+                                       factorized_visual=self.mcfg.factorized_visual)  # fmt: skip
+                out[f"val_loss/{task}"] = loss
         return out
 
     def export(self, folder: Path) -> None:
