@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the default model's prefix LM and super-resolution stage on the synthetic world, from scratch:
 # token shards (train + held-out, with MiniLM text), the per-task unigram baseline, the LM, the SR model,
-# then a pipeline folder (the bundled tokenizers + the new LM and SR, int8 weight-only).
+# then a pipeline folder (the bundled tokenizers + the new LM and SR, int8 weight-only), and the held-out
+# loss per task of the run's fp16 LM and of the pipeline's int8 one (RUN/eval_lm_fp16.md, eval_lm_int8.md).
 #
 #   bash scripts/train_default_model.sh RUN_DIR
 #
@@ -49,6 +50,17 @@ train() {  # train KIND CONFIG OUT SET...
   "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $(resume_flag "$out" checkpoints)
 }
 
+evaluate() {  # evaluate NAME MODEL: per-task held-out loss and unigram baseline -> RUN/eval_lm_NAME.*
+  local out="$RUN/eval_lm_$1"
+  if [ -f "$out.json" ]; then
+    say "held-out loss ($1): $out.json exists, skipped"
+    return
+  fi
+  say "held-out loss ($1: $2) -> $out.json"
+  "${VP[@]}" eval lm --model "$2" --data "$RUN/shards/heldout" --baseline-data "$RUN/shards/train" \
+    --baseline-num 1000 --num "$HELDOUT" --batch-size 32 --device "$DEVICE" --out "$out"
+}
+
 tokenize train "$CLIPS" 500
 tokenize heldout "$HELDOUT" "$HELDOUT"
 if [ ! -f "$RUN/unigram.json" ]; then
@@ -67,4 +79,6 @@ say "pipeline (int8) -> $RUN/pipeline"
 "${VP[@]}" assemble --video-tokenizer src/videopoet/pretrained/video_tokenizer \
   --audio-tokenizer src/videopoet/pretrained/audio_tokenizer --transformer "$RUN/lm/final" \
   "${sr_args[@]}" --text "$TEXT" --int8 --out "$RUN/pipeline" --overwrite
+evaluate fp16 "$RUN/lm/final"
+evaluate int8 "$RUN/pipeline"  # its transformer/
 say "done: videopoet generate \"a red circle bouncing on a striped background\" --model $RUN/pipeline"

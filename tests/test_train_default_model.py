@@ -1,5 +1,6 @@
 """scripts/train_default_model.sh on debug settings (slow, ``--runslow``): token shards, unigram baseline,
-LM, SR, an int8 pipeline folder; run again, every step is skipped or resumed and the pipeline is the same."""
+LM, SR, an int8 pipeline folder, the held-out loss of both LM files; run again, every step is skipped or
+resumed and the pipeline is the same."""
 
 import json
 import os
@@ -47,9 +48,14 @@ def test_the_script_trains_resumes_and_assembles(tmp_path):
         config = json.loads((out / "pipeline" / name / "config.json").read_text())
         assert config["storage"] == "int8-weight-only"
     assert "text_to_video" in json.loads((out / "unigram.json").read_text())["unigram_nats"]
+    reports = {k: json.loads((out / f"eval_lm_{k}.json").read_text()) for k in ("fp16", "int8")}
+    assert reports["int8"]["storage"] == "int8-weight-only" and reports["fp16"]["storage"] == "float"
+    for report in reports.values():
+        rows = {row["task"]: row for row in report["tasks"]}
+        assert report["records"] == 4 and rows["text_to_video"]["unigram_nats"] > 0
     weights = (out / "lm" / "final" / "model.safetensors").read_bytes()
     again = _run(out)  # a second run: nothing to redo
-    assert again.count("already complete") == 2
+    assert again.count("already complete") == 2 and again.count("exists, skipped") == 2
     assert (out / "lm" / "final" / "model.safetensors").read_bytes() == weights
     pipe = VideoPoetPipeline.from_pretrained(out / "pipeline")
     assert pipe.super_resolution is not None
