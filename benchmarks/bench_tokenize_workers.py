@@ -1,7 +1,7 @@
 """``videopoet tokenize`` without its models: clips/s of the loader-worker side, JSON out.
 
     python benchmarks/bench_tokenize_workers.py [--num 64] [--workers 0] [--size 128x128] [--frames 17]
-        [--main]
+        [--main | --stages]
 
 Reads ``PreparedItems`` over ``synthetic:train`` with every condition kind, as the command's DataLoader
 does (``--workers 0``: in this process; N: N loader processes, batches of ``--batch-size``), and counts
@@ -9,7 +9,7 @@ the CPU work the main process did per clip before the flow-depth video moved int
 flow and depth into that video) so that older and newer code measure the same work. ``--main`` adds the
 command's main-process side with the bundled tokenizers' ``encode`` replaced by all-zero codes: what a
 batch costs beyond the models (COMMIT paddings on the CPU, records, shards). The first batch is a warm-up
-and is not timed.
+and is not timed. ``--stages`` times each step alone in this process: milliseconds per clip.
 """
 
 from __future__ import annotations
@@ -71,6 +71,32 @@ def _no_model_tokenizer(batch_size: int):
     return RecordTokenizer(video, audio, None, device="cpu", encode_batch=batch_size)  # as the command
 
 
+def _stages(num: int, width: int, height: int, frames: int) -> dict:
+    """Milliseconds per clip of each step, one at a time, as the command took them before any reuse."""
+    from videopoet.data.datasets import open_dataset
+    from videopoet.data.sample import frames_to_tensor
+    from videopoet.lm.records import COMMIT_KINDS, synthetic_geometry
+    from videopoet.tokenizers.conditioning import commit_condition, flow_depth_video
+
+    ds = open_dataset(f"synthetic:train:{num}", frames=frames, width=width, height=height)
+    total = dict.fromkeys(("render", "render_again_for_geometry", "flow_depth_video", "commit_x4"), 0.0)
+    for i in range(num):
+        t0 = time.perf_counter()
+        sample = ds[i]
+        t1 = time.perf_counter()
+        geo = synthetic_geometry(sample)
+        t2 = time.perf_counter()
+        flow_depth_video(geo.flow, geo.depth)
+        t3 = time.perf_counter()
+        x = frames_to_tensor(sample.frames)[None]  # (1, 3, T, H, W)
+        for kind in COMMIT_KINDS:
+            commit_condition(x, kind)
+        t4 = time.perf_counter()
+        for key, dt in zip(total, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            total[key] += dt
+    return {f"{k}_ms": round(1000 * v / num, 2) for k, v in total.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=64, help="clips timed (after one warm-up batch)")
@@ -79,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", default="128x128", help="WxH")
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--main", action="store_true", help="also the main process, models left out")
+    parser.add_argument("--stages", action="store_true", help="ms per clip of each step instead (1 thread)")
     args = parser.parse_args(argv)
 
     import torch
@@ -90,6 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     width, height = (int(v) for v in args.size.split("x"))
+    if args.stages:
+        result = {**_stages(args.num, width, height, args.frames), "size": args.size, "frames": args.frames}
+        print(json.dumps(result))
+        return result
     total = args.num + args.batch_size
     ds = open_dataset(f"synthetic:train:{total}", frames=args.frames, width=width, height=height)
     loader = DataLoader(

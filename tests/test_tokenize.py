@@ -436,6 +436,18 @@ def test_text_added_later_equals_text_at_once(tokenizer_dirs, tmp_path, capsys, 
     assert rc == 2 and "--overwrite" in err
 
 
+def test_glibc_keeps_freed_memory_only_for_large_cpu_encodes(models):
+    from types import SimpleNamespace
+
+    rt = R.RecordTokenizer(*models, None, encode_batch=8)
+    small = SimpleNamespace(size=(32, 32), frames=5)
+    large = SimpleNamespace(size=(128, 128), frames=17)
+    assert not T._page_faults_dominate(small, rt)  # tests and small runs leave the allocator alone
+    assert T._page_faults_dominate(large, rt)  # debug width 8: 8 clips × 8 × 17 × 128 × 128 floats = 71 MB
+    rt.device = torch.device("meta")
+    assert not T._page_faults_dominate(large, rt)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
