@@ -49,8 +49,8 @@ def _token_set(folder, first: int, n: int, vocab) -> None:
 def setup(tmp_path_factory):
     """Held-out (6 records) and training (8) token sets of the debug vocabulary; a debug LM saved fp16
     and int8, and an int8 pipeline folder around it."""
+    from videopoet.assemble import Sources, assemble
     from videopoet.lm.transformer import PrefixLM
-    from videopoet.pipeline import VideoPoetPipeline
     from videopoet.tokenizers.audio import AudioTokenizer
     from videopoet.tokenizers.video import VideoTokenizer
 
@@ -65,10 +65,9 @@ def setup(tmp_path_factory):
             p.mul_(3.0)
     model.save_pretrained(root / "fp16", dtype=torch.float16)
     model.save_pretrained(root / "int8", int8=True)
-    video, audio = VideoTokenizer.from_preset("debug"), AudioTokenizer.from_preset("debug")
-    VideoPoetPipeline(video, audio, None, PrefixLM.from_pretrained(root / "int8")).save_pretrained(
-        root / "pipe"
-    )
+    VideoTokenizer.from_preset("debug").save_pretrained(root / "video")
+    AudioTokenizer.from_preset("debug").save_pretrained(root / "audio")
+    assemble(Sources(root / "video", root / "audio", root / "int8", "none"), root / "pipe", int8=True)
     return root
 
 
@@ -138,9 +137,8 @@ def test_batch_size_int8_pipeline_and_baseline(setup, capsys):
     md = (setup / "int8.md").read_text()
     assert "| text_to_video | 6 |" in md and "unigram" in md and "skipped.stylization" in md
     pipe = _eval(setup, capsys, "pipe", "--tasks", "t2v,i2v", "v2a", model="pipe")
-    assert _losses(pipe) == {
-        t: _losses(int8)[t] for t in ("text_to_video", "image_to_video", "video_to_audio")
-    }
+    expect = {t: _losses(int8)[t] for t in ("text_to_video", "image_to_video", "video_to_audio")}
+    assert pipe["storage"] == "int8-weight-only" and _losses(pipe) == pytest.approx(expect, abs=1e-6)
 
 
 @pytest.mark.parametrize(
