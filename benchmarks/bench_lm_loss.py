@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from videopoet.device import autocast, pick_device, synchronize
+from videopoet.lm.loss import collate_examples, example_item, target_loss
 from videopoet.lm.records import TokenRecord
 from videopoet.lm.tasks import build_example
 from videopoet.lm.transformer import PRESETS, PrefixLM
 from videopoet.lm.vocab import VOCABS
-from videopoet.train.lm import collate_examples, example_item, target_loss
 
 
 def full_logits_loss(model, batch, *, text: bool, factorized_visual=None) -> torch.Tensor:

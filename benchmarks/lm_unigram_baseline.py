@@ -17,8 +17,8 @@ import json
 import math
 
 from videopoet.eval.lm import unigram_baseline
+from videopoet.lm.loss import first_records
 from videopoet.lm.records import TokenShardDataset
-from videopoet.train.lm import first_records
 
 
 def baseline(train, heldout, n: int, slots: int, dim: int) -> dict:

@@ -12,7 +12,8 @@ import torch
 
 from videopoet.config import load_config
 from videopoet.eval.report import read_jsonl
-from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig, collate_examples, target_loss, target_rows
+from videopoet.lm.loss import collate_examples, target_loss, target_rows
+from videopoet.train.lm import DEFAULT_MIX, LMTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "configs" / "lm_debug.toml"
@@ -112,9 +113,9 @@ def _batches(slots: int) -> list[tuple[dict, bool]]:
     row's text dropped) and av_continuation (audio targets, ids above the visual block; no text)."""
     import numpy as np
 
+    from videopoet.lm.loss import example_item
     from videopoet.lm.tasks import build_example
     from videopoet.lm.vocab import VOCABS
-    from videopoet.train.lm import example_item
 
     out = []
     for task, frames, text in (("text_to_video", (2, 1), True), ("av_continuation", (3, 3), False)):

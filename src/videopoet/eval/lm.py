@@ -104,7 +104,7 @@ def task_unigram(
 ) -> float | None:
     """The unigram baseline of ``task`` on ``test_items``' targets, counted on the task's targets of
     ``fit_records``; None when either side has no example of the task."""
-    from videopoet.train.lm import heldout_items
+    from videopoet.lm.loss import heldout_items
 
     fit, _ = heldout_items(task, fit_records, vocab, text_slots=text_slots, text_dim=text_dim, seed=0)
     if not fit or not test_items:
@@ -123,7 +123,7 @@ def unigram_baseline(
 ) -> dict[str, float]:
     """{task: unigram nats} for the tasks that both record lists can make examples of (the targets do not
     depend on the examples' rng)."""
-    from videopoet.train.lm import heldout_items
+    from videopoet.lm.loss import heldout_items
 
     out = {}
     for task in tasks:
@@ -149,7 +149,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """→ {"tasks": [{"task", "loss", "sequences", "target_tokens"[, "unigram_nats"]}, ...], "skipped":
     {task: reason}}: the held-out loss (nats per target token) of ``model`` (a PrefixLM) per task."""
-    from videopoet.train.lm import heldout_items, heldout_loss
+    from videopoet.lm.loss import heldout_items, heldout_loss
 
     device = torch.device(device)
     model = model.to(device).eval()
@@ -200,7 +200,7 @@ def _storage(folder: Path) -> dict[str, Any]:
 
 def _records(args, vocab_size: int) -> tuple[Any, list, list | None, list[str]]:
     """(held-out set, its first --num readable records, baseline records or None, skip reasons)."""
-    from videopoet.train.lm import first_records
+    from videopoet.lm.loss import first_records
 
     heldout = open_token_set(args.data, vocab_size, "--data")
     fit = None
