@@ -104,6 +104,7 @@ def test_one_line_errors(model, png, tmp_path, capsys, monkeypatch):
         (["--model", model, *i2v, "--size", "ax32", *out], "WIDTHxHEIGHT"),
         (["--model", model, *i2v, "--seconds", 0.1, *out], "shorter than the shortest clip"),
         (["--model", model, *i2v, "--seconds", 1000, *out], "at most 1025"),
+        (["--model", model, *i2v, "--size", "512x512", "--seconds", 10, "--upscale", 4, *out], "upscaled 4x"),
         (["--model", model, "--task", "inpaint", *out], "needs --video"),
         (["--model", model, "--task", "nope", *out], "unknown task 'nope'"),
         (["--model", model, "--task", "i2v", "--image", tmp_path / "no.png", *out], "no such file"),

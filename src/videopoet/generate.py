@@ -127,13 +127,15 @@ def _num_frames(args, task: str, video: _VideoInfo | None) -> int:
         frames = frames_for_seconds(args.seconds, FPS, TEMPORAL_FACTOR)
     else:
         frames = _default_frames(task, video)
-    w, h = args.size
+    up = getattr(args, "upscale", 1)
+    w, h = args.size[0] * up, args.size[1] * up  # the written clip's size: --upscale multiplies it
     if frames > MAX_FRAMES:
         raise UserError(f"{frames} frames is too long: at most {MAX_FRAMES} per clip (fewer --seconds)")
     if frames * w * h > MAX_CLIP_PIXELS:
+        upscaled = f" upscaled {up}x to {w}x{h}" if up > 1 else ""
         raise UserError(
-            f"{frames} frames at --size {w}x{h} is {frames * w * h:,} pixels; at most {MAX_CLIP_PIXELS:,} "
-            "(fewer seconds or a smaller size)"
+            f"{frames} frames at --size {args.size[0]}x{args.size[1]}{upscaled} is {frames * w * h:,} "
+            f"pixels; at most {MAX_CLIP_PIXELS:,} (fewer seconds, a smaller size or less --upscale)"
         )
     have = None if video is None else video.frames
     if task == "frame_prediction" and frames <= have:
