@@ -2,7 +2,7 @@
 
 For every trained task (lm/tasks.py's ``TRAINED_TASKS``, or ``--tasks``) the first ``--num`` records of a
 held-out token set become that task's examples exactly as the trainer's evaluation builds them
-(train/lm.py's ``heldout_items``: the same rng for the same ``--seed``), and train/lm.py's ``target_loss``
+(lm/loss.py's ``heldout_items``: the same rng for the same ``--seed``), and lm/loss.py's ``target_loss``
 is averaged over their target tokens in mini-batches of ``--batch-size`` (``heldout_loss``: the sum of
 the per-token losses over their count, whatever the batching). So a run's ``val_loss/<task>`` is what
 this command reports for its exported weights on the same records. Precision as the trainer's default:
@@ -13,7 +13,7 @@ With ``--baseline-data`` (the training token set), the targets of each task ther
 unigram over the vocabulary; its cross-entropy on the very held-out targets the loss is on is what a model
 that ignores every prefix and position scores, and log V is the uniform distribution's.
 
-This module reads train/lm.py (the held-out loss lives beside the training loss: one loss function).
+This module reads lm/loss.py (the held-out loss the trainer also uses: one loss function).
 """
 
 from __future__ import annotations
