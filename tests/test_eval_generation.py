@@ -314,7 +314,7 @@ def test_pipeline_generator_passes_each_tasks_inputs():
     out = gen("continue", "", {"clip": clip, "video": given, "num_frames": 9, "seed": 4, "unused": 1})
     assert out.frames.shape == (9, 32, 32, 3) and out.audio.shape == (18000,)
     prompt, kwargs = pipe.calls[-1]
-    assert kwargs["task"] == "continue" and kwargs["video"] is given and kwargs["seed"] == 7
+    assert kwargs["task"] == "continue" and kwargs["video"] is given and kwargs["seed"] == 4  # not 3 + 4
     assert (kwargs["num_frames"], kwargs["width"], kwargs["height"]) == (9, 32, 32) and "unused" not in kwargs
     gen(
         "stylize",

@@ -438,7 +438,8 @@ PIPELINE_KEYS = (
 
 class PipelineGenerator:
     """``generate_fn`` backed by a ``VideoPoetPipeline``: the clip sets the size and length, ``conditions``
-    the task's inputs (``PIPELINE_KEYS``) and the sample seed (``seed`` + the generator's own)."""
+    the task's inputs (``PIPELINE_KEYS``) and the sample seed (``evaluate`` gives each clip its run seed + the
+    clip's index; the generator's own ``seed`` is used only when the conditions carry none)."""
 
     def __init__(self, pipe, *, seed: int = 0):
         self.pipe, self.seed = pipe, seed
@@ -451,7 +452,7 @@ class PipelineGenerator:
         t, h, w, _ = conditions["clip"].frames.shape
         kwargs = {k: conditions[k] for k in PIPELINE_KEYS if k in conditions}
         kwargs.setdefault("num_frames", t)
-        seed = self.seed + int(conditions.get("seed", 0))
+        seed = int(conditions.get("seed", self.seed))  # never added twice: --seed S, clip i → S + i
         out = self.pipe(prompt, task=task, width=w, height=h, seed=seed, **kwargs)
         return GeneratedClip(np.asarray(out.frames), out.audio, out.sample_rate, out.fps)
 
