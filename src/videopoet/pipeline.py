@@ -183,7 +183,7 @@ class VideoPoetPipeline:
         if path is None:
             return cls._bundled(device, text_encoder)
         root = Path(path)
-        index = _read_index(root / MODEL_INDEX)
+        index = read_index(root / MODEL_INDEX)
         classes = {
             "video_tokenizer": VideoTokenizer,
             "audio_tokenizer": AudioTokenizer,
@@ -766,7 +766,7 @@ def _audio_samples(frames: int, sample_rate: int) -> int:
     return int(round(frames / FPS * sample_rate))
 
 
-def _read_index(path: Path) -> dict:
+def read_index(path: Path) -> dict:
     """model_index.json, checked: every component folder named and present → the dict."""
     if not path.is_file():
         raise UserError(

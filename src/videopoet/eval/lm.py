@@ -38,11 +38,11 @@ log = logging.getLogger("videopoet.eval.lm")
 # ============================================================================================ inputs
 def lm_folder(path: str | Path) -> Path:
     """A PrefixLM component folder, or a pipeline folder's transformer/ (its model_index.json says where)."""
-    from videopoet.pipeline import MODEL_INDEX, _read_index
+    from videopoet.pipeline import MODEL_INDEX, read_index
 
     path = Path(path)
     if (path / MODEL_INDEX).is_file():
-        return path / _read_index(path / MODEL_INDEX)["transformer"]
+        return path / read_index(path / MODEL_INDEX)["transformer"]
     return path
 
 

@@ -195,7 +195,9 @@ def _prompt(args, models, device):
 
     encoder = load_text_encoder(device=device)
     if encoder.dim != models[0].config.text_dim:
-        raise UserError(f"the text encoder gives {encoder.dim}-d embeddings; the model takes its own width")
+        raise UserError(
+            f"the text encoder gives {encoder.dim}-d embeddings; the model takes {models[0].config.text_dim}"
+        )
     text = encoder.encode([args.prompt])
     return text.embeddings, text.mask
 

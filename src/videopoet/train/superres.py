@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from videopoet.config import ConfigError, load_config, override_fields
 from videopoet.device import autocast
+from videopoet.outputs import atomic_write_text
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
 from videopoet.train.common import EMA
 from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
@@ -280,7 +281,7 @@ class SuperResRecipe(Recipe):
         folder.mkdir(parents=True, exist_ok=True)
         write_preview(folder / "superres", video.float().cpu(), out.float().cpu())
         text = f"sr_psnr {psnr(out, video).mean():.3f}\ntokenizer_psnr {psnr(ceiling, video).mean():.3f}\n"
-        (folder / "psnr.txt").write_text(text)
+        atomic_write_text(folder / "psnr.txt", text)
 
     def export(self, folder: Path) -> None:
         """The EMA weights (float32 component); a preset tokenizer is written beside, for upscaling."""
