@@ -65,8 +65,8 @@ def test_scaling_table_on_one_and_two_cpu_ranks(tmp_path, shards):
         assert row["returncode"] == 0 and row["preset"] == "debug"
         assert row["global_batch"] == 2 * n and row["timed_steps"] == 2
         assert row["tokens_per_s"] > 0 and row["tokens_per_s_per_gpu"] == pytest.approx(
-            row["tokens_per_s"] / n
-        )
+            row["tokens_per_s"] / n, abs=0.01
+        )  # both rounded to 2 decimals in the report
         assert isinstance(row["mfu"], float) and math.isfinite(row["mfu"]) and row["mfu"] > 0
         assert row["flops_per_token"] > 6 * row["params_blocks"] > 0
         assert row["peak_memory_gb"] is None and row["peak_memory_gb_per_rank"] == [None] * n
