@@ -211,6 +211,8 @@ def test_bad_inputs(pipe, clip):
         (dict(task="t2v", prompt="x", mask="center"), ValueError, "text_to_video does not read mask="),
         (dict(task="continue", video=video), ValueError, "num_frames .* must be more"),
         (dict(task="i2v", image=video[0], keep_first_frame=True), ValueError, "stylization variant"),
+        (dict(task="v2a", video=video, with_audio=False), ValueError, "whose output is sound"),
+        (dict(task="t2a", prompt="x", with_audio=False), ValueError, "whose output is sound"),
     ]
     for kw, error, message in cases:
         with pytest.raises(error, match=message):

@@ -277,7 +277,8 @@ class VideoPoetPipeline:
           the output size (else computed: conditions.clip_geometry).
 
         Centre-cropped and resized to width × height. Visual tasks get sound from video_to_audio unless
-        ``with_audio`` is False; ``keep_first_frame``: stylization's variant that also reads the source's
+        ``with_audio`` is False (a ValueError for video_to_audio and text_to_audio, whose output is sound;
+        audio_to_video and av_continuation return their sound regardless); ``keep_first_frame``: stylization's variant that also reads the source's
         first frame. Clips longer than ``window_frames`` are made in windows (module docstring);
         ``progress(done, total)`` is called after each sampler call. Same arguments and seed → same
         output. Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task and steers
@@ -288,6 +289,8 @@ class VideoPoetPipeline:
         check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
         if keep_first_frame and name not in ("stylization", "editing"):
             raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
+        if not with_audio and name in ("video_to_audio", "text_to_audio"):
+            raise ValueError(f"with_audio=False contradicts task {name!r}, whose output is sound")
         if "text" not in tasks.task(name).inputs and (guidance_scale != 1 or negative_prompt):
             raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
         frames = 1 if name == "text_to_image" else num_frames
