@@ -278,9 +278,10 @@ class VideoPoetPipeline:
 
         Centre-cropped and resized to width × height. Visual tasks get sound from video_to_audio unless
         ``with_audio`` is False (a ValueError for video_to_audio and text_to_audio, whose output is sound;
-        audio_to_video and av_continuation return their sound regardless); ``keep_first_frame``: stylization's variant that also reads the source's
-        first frame. Clips longer than ``window_frames`` are made in windows (module docstring);
-        ``progress(done, total)`` is called after each sampler call. Same arguments and seed → same
+        audio_to_video and av_continuation return their sound regardless); ``keep_first_frame``:
+        stylization's variant that also reads the source's first frame. Clips longer than
+        ``window_frames`` are made in windows (module docstring); ``progress(done, total)`` is called
+        after each sampler call. Same arguments and seed → same
         output. Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task and steers
         only its steps that read the prompt. ``upscale`` 2 or 4: the super_resolution component's 2× stages
         (one or two) over the finished frames (the sound is made from the frames before upscaling)."""
