@@ -8,7 +8,9 @@
 #
 # Every step resumes where it stopped and skips what is complete, so under a per-command time limit the
 # same command is simply run again (`timeout 590 bash scripts/train_default_model.sh runs/default`, repeated
-# until it prints "done"). Settings come from the environment (defaults: one GPU, the tiny configs):
+# until it prints "done"). A TERM or INT (the time limit's) stops the running step cleanly (the trainers
+# checkpoint) and the script exits with 143; a trainer stopped by its config's max_minutes ends it with 3.
+# Settings come from the environment (defaults: one GPU, the tiny configs):
 #   VIDEOPOET_DEVICE (cuda), VIDEOPOET_WORKERS (15), VIDEOPOET_CLIPS (12000 train clips),
 #   VIDEOPOET_HELDOUT (256), VIDEOPOET_TEXT (minilm), VIDEOPOET_TOKENIZE_ARGS (extra tokenize flags),
 #   VIDEOPOET_LM_CONFIG (configs/lm_tiny.toml), VIDEOPOET_SR_CONFIG (configs/superres_tiny.toml; empty:
@@ -32,13 +34,51 @@ export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"  # runs from a checkout witho
 
 say() { printf '[train_default_model] %s\n' "$*"; }
 
+# Every step runs in the background and the script waits for it, so a TERM or INT sent to the script (a
+# time limit's) reaches the step: the trainers checkpoint at the end of their step and exit, the script
+# stops with 143, and the next run resumes.
+child=""
+trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child"; fi; exit 143' TERM INT
+run() {
+  local rc=0
+  "$@" &
+  child=$!
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
+
+# up_to_date TARGET SOURCE...: TARGET exists and is newer than every SOURCE
+up_to_date() {
+  local target="$1" source
+  shift
+  [ -e "$target" ] || return 1
+  for source in "$@"; do [ "$target" -nt "$source" ] || return 1; done
+}
+
+# finished DIR: the training run in DIR ended with reason "done" (its last step), not a time limit
+finished() {
+  "${PYTHON:-python3}" - "$1/metrics.jsonl" <<'PY'
+import json, sys
+reason = None
+for line in open(sys.argv[1]):
+    try:
+        row = json.loads(line)
+    except ValueError:
+        continue  # a line cut short by a kill
+    if row.get("event") == "end":
+        reason = row.get("reason")
+sys.exit(0 if reason == "done" else 1)
+PY
+}
+
 # resume_flag DIR MARKER: --resume when DIR already holds MARKER (an earlier, maybe unfinished, run)
 resume_flag() { if [ -e "$1/$2" ]; then echo --resume; fi; }
 
 tokenize() {  # tokenize SPLIT NUM SHARD_SIZE
   local out="$RUN/shards/$1"
   say "token shards: $1 ($2 clips) -> $out"
-  "${VP[@]}" tokenize --data "synthetic:$1:$2" --out "$out" --text "$TEXT" --device "$DEVICE" \
+  run "${VP[@]}" tokenize --data "synthetic:$1:$2" --out "$out" --text "$TEXT" --device "$DEVICE" \
     --workers "$WORKERS" --batch-size 32 --shard-size "$3" "${TOKENIZE_ARGS[@]}" \
     $(resume_flag "$out" tokens.json)
 }
@@ -46,18 +86,26 @@ tokenize() {  # tokenize SPLIT NUM SHARD_SIZE
 train() {  # train KIND CONFIG OUT SET...
   local kind="$1" config="$2" out="$3"
   shift 3
+  if [ -f "$out/metrics.jsonl" ] && finished "$out"; then
+    say "train $kind: $out reached its last step, skipped"
+    return
+  fi
   say "train $kind ($config) -> $out"
-  "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $(resume_flag "$out" checkpoints)
+  run "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $(resume_flag "$out" checkpoints)
+  if ! finished "$out"; then
+    say "$kind stopped before its last step (a time limit): run the script again to resume it"
+    exit 3
+  fi
 }
 
-evaluate() {  # evaluate NAME MODEL: per-task held-out loss and unigram baseline -> RUN/eval_lm_NAME.*
+evaluate() {  # evaluate NAME MODEL WEIGHTS: per-task held-out loss and unigram baseline -> RUN/eval_lm_NAME.*
   local out="$RUN/eval_lm_$1"
-  if [ -f "$out.json" ]; then
-    say "held-out loss ($1): $out.json exists, skipped"
+  if up_to_date "$out.json" "$3"; then  # newer than the weights it scored
+    say "held-out loss ($1): $out.json is up to date, skipped"
     return
   fi
   say "held-out loss ($1: $2) -> $out.json"
-  "${VP[@]}" eval lm --model "$2" --data "$RUN/shards/heldout" --baseline-data "$RUN/shards/train" \
+  run "${VP[@]}" eval lm --overwrite --model "$2" --data "$RUN/shards/heldout" --baseline-data "$RUN/shards/train" \
     --baseline-num 1000 --num "$HELDOUT" --batch-size 32 --device "$DEVICE" --out "$out"
 }
 
@@ -65,7 +113,7 @@ tokenize train "$CLIPS" 500
 tokenize heldout "$HELDOUT" "$HELDOUT"
 if [ ! -f "$RUN/unigram.json" ]; then
   say "unigram baseline -> $RUN/unigram.json"
-  "${PYTHON:-python3}" benchmarks/lm_unigram_baseline.py --train "$RUN/shards/train" \
+  run "${PYTHON:-python3}" benchmarks/lm_unigram_baseline.py --train "$RUN/shards/train" \
     --heldout "$RUN/shards/heldout" --train-items 1000 --out "$RUN/unigram.json"
 fi
 train lm "$LM_CONFIG" "$RUN/lm" --set "data=$RUN/shards/train" --set "eval_data=$RUN/shards/heldout" \
@@ -75,10 +123,16 @@ if [ -n "$SR_CONFIG" ]; then
   train superres "$SR_CONFIG" "$RUN/sr" --set "device=$DEVICE" "${SR_SET[@]}"
   sr_args=(--super-resolution "$RUN/sr/final")
 fi
-say "pipeline (int8) -> $RUN/pipeline"
-"${VP[@]}" assemble --video-tokenizer src/videopoet/pretrained/video_tokenizer \
-  --audio-tokenizer src/videopoet/pretrained/audio_tokenizer --transformer "$RUN/lm/final" \
-  "${sr_args[@]}" --text "$TEXT" --int8 --out "$RUN/pipeline" --overwrite
-evaluate fp16 "$RUN/lm/final"
-evaluate int8 "$RUN/pipeline"  # its transformer/
+sources=("$RUN/lm/final/model.safetensors")
+if [ -n "$SR_CONFIG" ]; then sources+=("$RUN/sr/final/model.safetensors"); fi
+if up_to_date "$RUN/pipeline/model_index.json" "${sources[@]}"; then
+  say "pipeline: $RUN/pipeline is up to date, skipped"
+else
+  say "pipeline (int8) -> $RUN/pipeline"
+  run "${VP[@]}" assemble --video-tokenizer src/videopoet/pretrained/video_tokenizer \
+    --audio-tokenizer src/videopoet/pretrained/audio_tokenizer --transformer "$RUN/lm/final" \
+    "${sr_args[@]}" --text "$TEXT" --int8 --out "$RUN/pipeline" --overwrite
+fi
+evaluate fp16 "$RUN/lm/final" "$RUN/lm/final/model.safetensors"
+evaluate int8 "$RUN/pipeline" "$RUN/pipeline/transformer/model.safetensors"
 say "done: videopoet generate \"a red circle bouncing on a striped background\" --model $RUN/pipeline"

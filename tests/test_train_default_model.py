@@ -4,8 +4,10 @@ resumed and the pipeline is the same."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,16 @@ DEBUG = {
 }
 
 
-def _run(out: Path) -> str:
-    env = {**os.environ, **DEBUG, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    script = ROOT / "scripts" / "train_default_model.sh"
+SCRIPT = ROOT / "scripts" / "train_default_model.sh"
+
+
+def _env(**changes: str) -> dict[str, str]:
+    return {**os.environ, **DEBUG, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **changes}
+
+
+def _run(out: Path, **changes: str) -> str:
     done = subprocess.run(
-        ["bash", str(script), str(out)], env=env, capture_output=True, text=True, timeout=600
+        ["bash", str(SCRIPT), str(out)], env=_env(**changes), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -54,8 +61,35 @@ def test_the_script_trains_resumes_and_assembles(tmp_path):
         rows = {row["task"]: row for row in report["tasks"]}
         assert report["records"] == 4 and rows["text_to_video"]["unigram_nats"] > 0
     weights = (out / "lm" / "final" / "model.safetensors").read_bytes()
+    stamp = (out / "lm" / "final" / "model.safetensors").stat().st_mtime_ns
     again = _run(out)  # a second run: nothing to redo
-    assert again.count("already complete") == 2 and again.count("exists, skipped") == 2
+    assert again.count("already complete") == 2 and again.count("reached its last step, skipped") == 2
+    assert "pipeline is up to date" in again and again.count("is up to date, skipped") == 3
     assert (out / "lm" / "final" / "model.safetensors").read_bytes() == weights
+    assert (out / "lm" / "final" / "model.safetensors").stat().st_mtime_ns == stamp  # not even re-exported
     pipe = VideoPoetPipeline.from_pretrained(out / "pipeline")
     assert pipe.super_resolution is not None
+
+
+@pytest.mark.slow
+def test_a_term_signal_stops_the_script_and_the_next_run_resumes(tmp_path):
+    """A time limit's TERM reaches the LM trainer (it checkpoints and exits), the script stops with 143
+    before any later step; the next run resumes the LM to its last step and finishes."""
+    out = tmp_path / "run"
+    long_lm = {"VIDEOPOET_LM_SET": "--set max_steps=400 --set eval_every=0 --set ckpt_every=1",
+               "VIDEOPOET_SR_CONFIG": ""}  # fmt: skip
+    proc = subprocess.Popen(["bash", str(SCRIPT), str(out)], env=_env(**long_lm), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    metrics, deadline = out / "lm" / "metrics.jsonl", time.time() + 300
+    while time.time() < deadline and not (metrics.is_file() and '"step": 3' in metrics.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stdout
+    assert not (out / "pipeline").exists()  # nothing after the interrupted step ran
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    stopped = max(r["step"] for r in rows)
+    assert 3 <= stopped < 400 and rows[-1].get("event") == "end" and rows[-1]["reason"] != "done"
+    done = _run(out, VIDEOPOET_LM_SET=long_lm["VIDEOPOET_LM_SET"].replace("400", str(stopped + 2)),
+                VIDEOPOET_SR_CONFIG="")  # fmt: skip
+    assert "resumed" in metrics.read_text() and "done:" in done
