@@ -542,6 +542,9 @@ class Engine:
         if metrics is not None:
             metrics.close()
         if self.world > 1 and dist.is_initialized():
+            # Every rank done with the group before any tears it down: a rank that destroys it while a
+            # peer is still finishing its last save can abort in gloo at exit ("terminate called ...").
+            dist.barrier()
             dist.destroy_process_group()
 
     def _catch_signals(self) -> dict[int, Any]:
