@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from videopoet.config import ConfigError, load_config
+from videopoet.config import ConfigError
 from videopoet.device import autocast
 from videopoet.distributed import all_sum, world_size
 from videopoet.dsp import lowpass
@@ -39,7 +39,7 @@ from videopoet.tokenizers.audio_losses import (
     noise_envelope_loss,
 )
 from videopoet.train.common import EMA, copy_matching_weights
-from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
+from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.audio_tokenizer")
 SILENT_RMS = 1e-4  # crops quieter than this have no SI-SNR (left out of the SI-SNR loss)
@@ -459,6 +459,4 @@ def train(
 
 
 def main(args) -> int:
-    setup_logging()
-    cfg = load_config(AudioTrainConfig, args.config, args.set)
-    return train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    return train_command(args, AudioTrainConfig, train, "audio tokenizer")

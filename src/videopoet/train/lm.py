@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from videopoet.config import ConfigError, load_config
+from videopoet.config import ConfigError
 from videopoet.lm.loss import (
     batch_loss,
     collate_examples,
@@ -44,7 +44,7 @@ from videopoet.lm.loss import (
 )
 from videopoet.lm.transformer import PRESETS, PrefixLM
 from videopoet.lm.vocab import Vocab
-from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
+from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.lm")
 
@@ -279,10 +279,4 @@ def train(cfg: LMTrainConfig, *, resume: bool = False, overwrite: bool = False, 
 
 
 def main(args) -> int:
-    setup_logging()
-    cfg = load_config(LMTrainConfig, args.config, args.set)
-    status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    if status == 0:
-        out = Path(cfg.out_dir)
-        print(f"prefix LM: checkpoints in {out / 'checkpoints'}, weights in {out / 'final'}")
-    return status
+    return train_command(args, LMTrainConfig, train, "prefix LM")

@@ -46,7 +46,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from videopoet.config import ConfigError, to_dict
+from videopoet.config import ConfigError, load_config, to_dict
 from videopoet.device import pick_device
 from videopoet.distributed import all_sum, is_distributed
 from videopoet.errors import UserError
@@ -585,3 +585,15 @@ def setup_logging(rank: int | None = None) -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
     fmt = "%(asctime)s %(name)s: %(message)s" if rank == 0 else f"%(asctime)s [rank {rank}] %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def train_command(args, config_cls: type, train: Callable[..., int], what: str) -> int:
+    """A trainer's ``main(args)``: ``--config`` + ``--set`` → ``train(cfg, resume=, overwrite=)``, and
+    where the run's checkpoints and exported weights are when it ends well."""
+    setup_logging()
+    cfg = load_config(config_cls, args.config, args.set)
+    status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    if status == 0:
+        out = Path(cfg.out_dir)
+        print(f"{what}: checkpoints in {out / 'checkpoints'}, weights in {out / 'final'}")
+    return status

@@ -36,12 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videopoet.config import ConfigError, load_config, override_fields
+from videopoet.config import ConfigError, override_fields
 from videopoet.device import autocast
 from videopoet.outputs import atomic_write_text
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
 from videopoet.train.common import EMA
-from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
+from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.superres")
 
@@ -324,10 +324,4 @@ def train(
 
 
 def main(args) -> int:
-    setup_logging()
-    cfg = load_config(SuperResTrainConfig, args.config, args.set)
-    status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    if status == 0:
-        out = Path(cfg.out_dir)
-        print(f"super-resolution: checkpoints in {out / 'checkpoints'}, weights in {out / 'final'}")
-    return status
+    return train_command(args, SuperResTrainConfig, train, "super-resolution")

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from videopoet.config import ConfigError, load_config, override_fields
+from videopoet.config import ConfigError, override_fields
 from videopoet.device import autocast
 from videopoet.distributed import all_sum
 from videopoet.eval.metrics import psnr
@@ -35,7 +35,7 @@ from videopoet.tokenizers.losses import (
 )
 from videopoet.tokenizers.video import PRESETS, VideoTokenizer, VideoTokenizerConfig
 from videopoet.train.common import EMA, copy_matching_weights
-from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, setup_logging
+from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.video_tokenizer")
 
@@ -388,10 +388,4 @@ def train(cfg: VideoTokenizerTrainConfig, *, resume: bool = False, overwrite: bo
 
 
 def main(args) -> int:
-    setup_logging()
-    cfg = load_config(VideoTokenizerTrainConfig, args.config, args.set)
-    status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    if status == 0:
-        print(f"video tokenizer: checkpoints in {Path(cfg.out_dir) / 'checkpoints'}, "
-              f"EMA weights in {Path(cfg.out_dir) / 'final'}")  # fmt: skip
-    return status
+    return train_command(args, VideoTokenizerTrainConfig, train, "video tokenizer")
