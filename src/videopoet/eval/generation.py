@@ -664,54 +664,43 @@ def score_continue(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     return {"future_psnr": e}, samples
 
 
-def score_inpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """PSNR inside the central box vs ``border_fill``; PSNR outside (what was given) reported."""
-    values, floors, outside, samples = [], [], [], []
+def score_painting(s: Setup, task: str) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """In- or outpainting around the central box: PSNR of the generated region to the original vs its
+    floor (``border_fill`` inside the box, ``edge_replicate`` around it); PSNR of the given region
+    reported."""
+    inpaint = task == "inpaint"
+    made, given, floors, samples = [], [], [], []
     for i, clip in enumerate(s.clips):
         box = central_mask(*clip.frames.shape[1:3])
-        masked = clip.frames.copy()
-        masked[:, box] = 0
-        out = s.generate("inpaint", clip.caption, i, video=masked, mask=box, with_audio=False)
+        generate = box if inpaint else ~box  # True: the pixels the model makes
+        shown = clip.frames.copy()
+        shown[:, generate] = 0
+        out = s.generate(task, clip.caption, i, video=shown, mask=generate, with_audio=False)
         fid = masked_fidelity(out.frames, clip.frames, box)
-        values.append(fid.inside_psnr)
-        outside.append(fid.outside_psnr)
-        floors.append(frames_psnr(border_fill(masked, box), clip.frames, mask=box))
+        made.append(fid.inside_psnr if inpaint else fid.outside_psnr)
+        given.append(fid.outside_psnr if inpaint else fid.inside_psnr)
+        guess = border_fill(shown, box) if inpaint else edge_replicate(shown, box)
+        floors.append(frames_psnr(guess, clip.frames, mask=generate))
         samples.append(out.frames)
-    value, floor = mean(values), mean(floors)
-    e = entry(
-        "PSNR (dB) inside the central box (half of each side) to the original",
-        value,
-        above(value, floor),
-        target="above the floor",
-        floor=floor,
-        baseline="the box filled from its border, rows and columns interpolated (border_fill)",
+    value, floor = mean(made), mean(floors)
+    where = "inside the central box (half of each side)" if inpaint else "outside the kept central box"
+    baseline = (
+        "the box filled from its border, rows and columns interpolated (border_fill)"
+        if inpaint
+        else "the kept box's edge pixels replicated outwards (edge_replicate)"
     )
-    return {"inside_psnr": e, "outside_psnr": mean(outside)}, samples
+    e = entry(f"PSNR (dB) {where} to the original", value, above(value, floor), target="above the floor",
+              floor=floor, baseline=baseline)  # fmt: skip
+    made_key, given_key = ("inside_psnr", "outside_psnr") if inpaint else ("outside_psnr", "inside_psnr")
+    return {made_key: e, given_key: mean(given)}, samples
+
+
+def score_inpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
+    return score_painting(s, "inpaint")
 
 
 def score_outpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """PSNR outside the kept central box vs ``edge_replicate``; PSNR inside (what was given) reported."""
-    values, floors, inside, samples = [], [], [], []
-    for i, clip in enumerate(s.clips):
-        box = central_mask(*clip.frames.shape[1:3])
-        kept = clip.frames.copy()
-        kept[:, ~box] = 0
-        out = s.generate("outpaint", clip.caption, i, video=kept, mask=~box, with_audio=False)
-        fid = masked_fidelity(out.frames, clip.frames, box)
-        values.append(fid.outside_psnr)
-        inside.append(fid.inside_psnr)
-        floors.append(frames_psnr(edge_replicate(kept, box), clip.frames, mask=~box))
-        samples.append(out.frames)
-    value, floor = mean(values), mean(floors)
-    e = entry(
-        "PSNR (dB) outside the kept central box to the original",
-        value,
-        above(value, floor),
-        target="above the floor",
-        floor=floor,
-        baseline="the kept box's edge pixels replicated outwards (edge_replicate)",
-    )
-    return {"outside_psnr": e, "inside_psnr": mean(inside)}, samples
+    return score_painting(s, "outpaint")
 
 
 def score_stylize(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
