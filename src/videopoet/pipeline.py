@@ -629,9 +629,7 @@ class VideoPoetPipeline:
         output positions take (the given frames' tokens); ``first_frame``: stylization's variant."""
         from videopoet.sampling.autoregressive import generate, output_plan
 
-        reads_text = "text" in tasks.task(name).inputs
-        if not reads_text and (ctx.sampling["guidance_scale"] != 1 or ctx.negative_prompt):
-            raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
+        reads_text = "text" in tasks.task(name).inputs  # _Run.call unguides the steps that read none
         ex = self._example(name, record, ctx.seed, first_frame=first_frame, given=given)
         negative = None
         if reads_text and ctx.negative_prompt:
