@@ -72,8 +72,25 @@ sys.exit(0 if reason == "done" else 1)
 PY
 }
 
-# resume_flag DIR MARKER: --resume when DIR already holds MARKER (an earlier, maybe unfinished, run)
+# resume_flag DIR MARKER: --resume when DIR already holds MARKER (an earlier, maybe unfinished, set)
 resume_flag() { if [ -e "$1/$2" ]; then echo --resume; fi; }
+
+# run_flag DIR: --resume when the training run in DIR saved a complete checkpoint; --overwrite when DIR
+# holds a run stopped before its first one (nothing to resume: it starts over); nothing for a new DIR
+run_flag() {
+  "${PYTHON:-python3}" - "$1" <<'PY'
+import sys
+from pathlib import Path
+from videopoet.train.checkpoint import latest_checkpoint
+from videopoet.train.loop import RUN_FILES
+out = Path(sys.argv[1])
+if latest_checkpoint(out / "checkpoints") is not None:
+    print("--resume")
+elif any((out / name).exists() for name in RUN_FILES):
+    print(f"[train_default_model] {out} stopped before its first checkpoint: starting it over", file=sys.stderr)
+    print("--overwrite")
+PY
+}
 
 tokenize() {  # tokenize SPLIT NUM SHARD_SIZE
   local out="$RUN/shards/$1"
@@ -91,7 +108,9 @@ train() {  # train KIND CONFIG OUT SET...
     return
   fi
   say "train $kind ($config) -> $out"
-  run "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $(resume_flag "$out" checkpoints)
+  local flag
+  flag=$(run_flag "$out")
+  run "${VP[@]}" train "$kind" --config "$config" --set "out_dir=$out" "$@" $flag
   if ! finished "$out"; then
     say "$kind stopped before its last step (a time limit): run the script again to resume it"
     exit 3

@@ -93,3 +93,17 @@ def test_a_term_signal_stops_the_script_and_the_next_run_resumes(tmp_path):
     done = _run(out, VIDEOPOET_LM_SET=long_lm["VIDEOPOET_LM_SET"].replace("400", str(stopped + 2)),
                 VIDEOPOET_SR_CONFIG="")  # fmt: skip
     assert "resumed" in metrics.read_text() and "done:" in done
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path):
+    """A trainer killed before it saved anything leaves metrics.jsonl and train_config.json but no
+    checkpoint: the next run starts that step over instead of stopping at the trainer's refusal."""
+    out = tmp_path / "run"
+    lm = out / "lm"
+    (lm / "checkpoints").mkdir(parents=True)
+    (lm / "train_config.json").write_text("{}\n")
+    (lm / "metrics.jsonl").write_text('{"step": 0, "time": 0.0, "event": "start", "world_size": 1}\n')
+    assert "done:" in _run(out, VIDEOPOET_SR_CONFIG="")
+    rows = [json.loads(line) for line in (lm / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in rows if "event" in r] == ["start", "end"] and rows[-1]["reason"] == "done"
