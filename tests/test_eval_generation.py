@@ -326,6 +326,18 @@ def test_pipeline_generator_passes_each_tasks_inputs():
     assert kwargs["num_frames"] == 9 and kwargs["guidance_scale"] == 2.0 and kwargs["seed"] == 3
 
 
+def test_pipeline_generator_passes_its_sampling_settings_to_every_call(tmp_path, capsys):
+    pipe = FakePipe()
+    gen = PipelineGenerator(pipe, sampling={"temperature": 0.8, "top_k": 50})
+    clip = render_clip(0, frames=5, width=16, height=16)
+    gen("t2v", "a red circle", {"clip": clip})
+    gen("v2a", "", {"clip": clip, "video": clip.frames})
+    assert all(kw["temperature"] == 0.8 and kw["top_k"] == 50 for _, kw in pipe.calls)
+    argv = ["eval", "generation", "--real", "--num", "1", "--top-k", "5", "--out", str(tmp_path / "g")]
+    assert cli_main(argv) == 2 and "--model" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
 @pytest.fixture(scope="module")
 def debug_model(tmp_path_factory):
     """A saved debug pipeline whose index names the packaged MiniLM text encoder (random LM weights)."""

@@ -301,6 +301,10 @@ def _add_eval(top) -> None:
         "outpaint stylize v2a a2v avcont t2a long)",
     )
     p.add_argument("--guidance", type=float, default=1.0, help="t2v guidance scale (1 = none)")
+    p.add_argument(
+        "--temperature", type=float, help="--model: sampling temperature of every task (default: 1)"
+    )
+    p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="--model: sample among the k likeliest ids")
     p.add_argument("--out", default="eval_generation", help="output directory for JSON, Markdown, pictures")
     _add_overwrite(p, "an earlier report in --out")
     p.set_defaults(handler="videopoet.eval.generation:main")

@@ -439,10 +439,11 @@ PIPELINE_KEYS = (
 class PipelineGenerator:
     """``generate_fn`` backed by a ``VideoPoetPipeline``: the clip sets the size and length, ``conditions``
     the task's inputs (``PIPELINE_KEYS``) and the sample seed (``evaluate`` gives each clip its run seed + the
-    clip's index; the generator's own ``seed`` is used only when the conditions carry none)."""
+    clip's index; the generator's own ``seed`` is used only when the conditions carry none). ``sampling``
+    (``temperature``, ``top_k``) goes to every call."""
 
-    def __init__(self, pipe, *, seed: int = 0):
-        self.pipe, self.seed = pipe, seed
+    def __init__(self, pipe, *, seed: int = 0, sampling: dict[str, Any] | None = None):
+        self.pipe, self.seed, self.sampling = pipe, seed, dict(sampling or {})
 
     @property
     def video_tokenizer(self):
@@ -453,15 +454,17 @@ class PipelineGenerator:
         kwargs = {k: conditions[k] for k in PIPELINE_KEYS if k in conditions}
         kwargs.setdefault("num_frames", t)
         seed = int(conditions.get("seed", self.seed))  # never added twice: --seed S, clip i → S + i
-        out = self.pipe(prompt, task=task, width=w, height=h, seed=seed, **kwargs)
+        out = self.pipe(prompt, task=task, width=w, height=h, seed=seed, **self.sampling, **kwargs)
         return GeneratedClip(np.asarray(out.frames), out.audio, out.sample_rate, out.fps)
 
 
-def model_generate_fn(model_dir: str, *, seed: int = 0) -> PipelineGenerator:
+def model_generate_fn(
+    model_dir: str, *, seed: int = 0, sampling: dict[str, Any] | None = None
+) -> PipelineGenerator:
     """``PipelineGenerator`` of ``VideoPoetPipeline.from_pretrained(model_dir)``."""
     from videopoet.pipeline import VideoPoetPipeline
 
-    return PipelineGenerator(VideoPoetPipeline.from_pretrained(model_dir), seed=seed)
+    return PipelineGenerator(VideoPoetPipeline.from_pretrained(model_dir), seed=seed, sampling=sampling)
 
 
 class TaskSkipped(Exception):
@@ -1022,10 +1025,14 @@ def main(args) -> int:
         out_dir / "stylize.png",
     ]
     check_report(out_dir / "generation", pictures, overwrite=getattr(args, "overwrite", False))
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
     if args.real:
+        if sampling:
+            raise UserError("--temperature and --top-k sample a model: they go with --model, not --real")
         generate_fn, source = real_generate_fn, "real (world renderings: the ceiling)"
     else:
-        generate_fn, source = model_generate_fn(args.model, seed=args.seed), f"model {args.model}"
+        generate_fn = model_generate_fn(args.model, seed=args.seed, sampling=sampling)
+        source = f"model {args.model}" + "".join(f", {k} {v:g}" for k, v in sampling.items())
     t0 = time.time()
     metrics, samples = evaluate(generate_fn, num=args.num, split=args.split, seed=args.seed, tasks=tasks,
                                 tokenizer=_tokenizer_for(generate_fn), guidance=args.guidance)  # fmt: skip
