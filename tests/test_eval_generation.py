@@ -283,6 +283,11 @@ def test_cli_eval_generation_real_writes_report(tmp_path, one_thread):
     md = (out / "generation.md").read_text()
     assert "| outpaint | outside_psnr | inf | floor " in md and "a2v_samples.gif" in md
     assert (out / "a2v_samples.gif").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as sheet:  # one row per task: first, middle and last frames
+        assert sheet.size == (3 * 128 + 2 * 2, 2 * 128 + 2)
+    assert "samples.png" in md and "one row each: outpaint, a2v" in md
     assert cli_main([*argv, "--tasks", "a2v"]) == 2  # an earlier report is not overwritten
     assert cli_main([*argv, "--tasks", "t2v", "nope"]) == 2
 

@@ -1023,6 +1023,7 @@ def main(args) -> int:
     pictures = [out_dir / f"{t}_samples.gif" for t in tasks] + [
         out_dir / "t2v_attributes.png",
         out_dir / "stylize.png",
+        out_dir / "samples.png",
     ]
     check_report(out_dir / "generation", pictures, overwrite=getattr(args, "overwrite", False))
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
@@ -1041,6 +1042,10 @@ def main(args) -> int:
     images = _charts(out_dir, metrics)
     for task, clips in samples.items():
         images.append((f"{task} samples", sample_grid(out_dir / f"{task}_samples.gif", clips[:8], scale=1)))
+    firsts = {task: clips[0] for task, clips in samples.items() if clips}
+    if firsts:  # one still row per task: its first clip's first, middle and last frames
+        sheet = sample_grid(out_dir / "samples.png", list(firsts.values()))
+        images.append((f"first sample of each task, one row each: {', '.join(firsts)}", sheet))
     intro = [
         f"Source: {source}; {args.num} clips of split `{args.split}` from seed {args.seed}; "
         f"t2v guidance {args.guidance:g}.",
