@@ -69,6 +69,19 @@ def test_text_to_video_with_and_without_sound(pipe, one_thread):
     check(run(pipe, prompt="a red circle", with_audio=False, guidance_scale=2.0, top_k=50), FRAMES, False)
 
 
+def test_default_guidance_is_for_prompted_text_tasks_only(pipe, one_thread):
+    from videopoet.pipeline import DEFAULT_GUIDANCE, default_guidance
+
+    assert DEFAULT_GUIDANCE != 1
+    assert default_guidance("t2v", "a red circle", None) == DEFAULT_GUIDANCE
+    assert default_guidance("t2v", "", None) == default_guidance("v2a", "a red circle", None) == 1.0
+    assert default_guidance("t2v", "a red circle", 1.0) == 1.0  # a scale given is kept
+    kw = dict(prompt="a red circle", with_audio=False, seed=3)
+    unset, named = run(pipe, **kw), run(pipe, guidance_scale=DEFAULT_GUIDANCE, **kw)
+    assert np.array_equal(unset.frames, named.frames)
+    assert not np.array_equal(unset.frames, run(pipe, guidance_scale=1.0, **kw).frames)
+
+
 def test_text_to_image_is_one_frame(pipe, one_thread):
     check(run(pipe, prompt="a blue square", task="t2i", negative_prompt="a red circle"), 1, audio=False)
 

@@ -336,7 +336,11 @@ def _add_generate(top) -> None:
     )
     p.add_argument("--size", type=_size, default=(128, 128), help="WIDTHxHEIGHT, multiples of 8")
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (1 = none; default: 3 for a task given a prompt, else 1)",
+    )
     p.add_argument("--negative-prompt", help="text to steer away from (text tasks)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: 1)")
     p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="sample among the k likeliest ids")

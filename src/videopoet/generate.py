@@ -83,7 +83,7 @@ def _check_args(args, task: str) -> None:
             raise UserError(f"the prompt must be text of at most {MAX_PROMPT_CHARS} characters")
     elif prompt is not None and prompt.strip():
         print(f"videopoet: note: task {task} reads no text; the prompt is ignored", file=sys.stderr)
-    if not reads_text and (args.guidance != 1.0 or args.negative_prompt):
+    if not reads_text and (args.guidance not in (None, 1.0) or args.negative_prompt):
         raise UserError(f"--guidance and --negative-prompt need a text task; {task} reads no text")
     if args.no_audio and task in _SOUND_OUT:
         raise UserError(f"--no-audio contradicts task {task}, whose output is sound")

@@ -103,6 +103,16 @@ _VISUAL_WITH_SOUND = (  # get sound from video_to_audio when with_audio
     "stylization", "editing",
 )  # fmt: skip
 _READS_AUDIO = ("video_to_audio", "audio_to_video", "av_continuation")
+# The guidance scale of a task that reads a (non-empty) prompt when the caller names none; every other
+# task samples unguided. The bundled model's sweep: docs/generation.md, "Guidance".
+DEFAULT_GUIDANCE = 3.0
+
+
+def default_guidance(task: str, prompt: str | None, guidance_scale: float | None) -> float:
+    """``guidance_scale``, or when None: DEFAULT_GUIDANCE for a text task given a prompt, else 1."""
+    if guidance_scale is not None:
+        return guidance_scale
+    return DEFAULT_GUIDANCE if prompt and "text" in tasks.task(task).inputs else 1.0
 
 
 @dataclass
@@ -251,7 +261,7 @@ class VideoPoetPipeline:
         num_frames: int = 17,
         width: int = 128,
         height: int = 128,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         negative_prompt: str | None = None,
         seed: int = 0,
         temperature: float = 1.0,
@@ -281,10 +291,10 @@ class VideoPoetPipeline:
         audio_to_video and av_continuation return their sound regardless); ``keep_first_frame``:
         stylization's variant that also reads the source's first frame. Clips longer than
         ``window_frames`` are made in windows (module docstring); ``progress(done, total)`` is called
-        after each sampler call. Same arguments and seed → same
-        output. Guidance (``guidance_scale`` ≠ 1 or ``negative_prompt``) needs a text task and steers
-        only its steps that read the prompt. ``upscale`` 2 or 4: the super_resolution component's 2× stages
-        (one or two) over the finished frames (the sound is made from the frames before upscaling)."""
+        after each sampler call. Same arguments and seed → same output. Guidance (``guidance_scale`` ≠ 1
+        or ``negative_prompt``) needs a text task and steers only its steps that read the prompt; None:
+        ``default_guidance``. ``upscale`` 2 or 4: the super_resolution component's 2× stages (one or
+        two) over the finished frames (the sound is made from the frames before upscaling)."""
         name = tasks.task(task).name
         self._check_upscale(upscale)
         check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
@@ -292,6 +302,7 @@ class VideoPoetPipeline:
             raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
         if not with_audio and name in ("video_to_audio", "text_to_audio"):
             raise ValueError(f"with_audio=False contradicts task {name!r}, whose output is sound")
+        guidance_scale = default_guidance(name, prompt, guidance_scale)
         if "text" not in tasks.task(name).inputs and (guidance_scale != 1 or negative_prompt):
             raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
         frames = 1 if name == "text_to_image" else num_frames
