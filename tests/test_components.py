@@ -414,3 +414,19 @@ def test_int8_marker_and_scales_must_agree(tmp_path):
     with pytest.raises(UserError, match="unknown storage 'int4'") as err:
         ShapeNet.from_pretrained(directory)
     assert str(cfg) in str(err.value)
+
+
+def test_bundled_prefix_lm_is_int8_tied_and_fits_the_bundled_tokenizers():
+    from videopoet.lm.transformer import PrefixLM
+    from videopoet.lm.vocab import Vocab
+    from videopoet.text import MAX_TEXT_TOKENS
+
+    meta = json.loads((components.PRETRAINED_ROOT / "transformer" / "config.json").read_text())
+    assert meta["model_type"] == "prefix_lm" and meta["storage"] == "int8-weight-only"
+    lm = PrefixLM.from_pretrained()
+    assert lm.config == PrefixLM.from_preset("tiny").config  # the bundled default is the tiny preset
+    assert lm.config.tie_embeddings and lm.output.weight is lm.tok_embeddings.weight
+    video, audio = VideoTokenizer.from_pretrained(), AudioTokenizer.from_pretrained().config
+    vocab = Vocab(video.config.codebook_size, audio.num_levels, audio.codebook_size)
+    assert lm.config.vocab_size == vocab.size and lm.config.text_dim == 384  # MiniLM's width
+    assert lm.config.text_slots == MAX_TEXT_TOKENS
