@@ -12,10 +12,10 @@ JSON says which): the speed does not depend on the weights, since the layout fix
 text_to_video call with its sound (video_to_audio on the generated frames), split into text encoding,
 prefill, decode (tokens; ms/token over the decode loop's tokens, the first one comes from the prefill),
 video tokenizer decode, and the whole video_to_audio step (its prefill and decode also apart). The phases
-are timed by wrapping the pipeline's and the sampler's functions (``instrument``). On CUDA the decode
-step is compiled (``--compile``: the pipeline does not ask for it, so the benchmark passes
-``compile=True`` to ``generate``) and the first run is a warm-up; ``--runs`` timed runs, the best one
-reported.
+are timed by wrapping the pipeline's and the sampler's functions (``instrument``). Unguided by default
+(``--guidance``, 1: the recorded runs; the pipeline's own default for a prompt is 3). On CUDA the decode
+step is compiled (``--compile``: ``pipe(..., compile=True)``) and the first run is a warm-up; ``--runs``
+timed runs, the best one reported.
 
 Decode only (``--decode-only``): ms/token of ``sampling.autoregressive.decode_n_tokens`` (the loop
 ``generate`` runs: guided, batch 2 = the conditional and unconditional rows, sampled over the visual id
@@ -77,14 +77,14 @@ class _Timed:
 
 
 class _CountedGenerate:
-    """``generate`` that records its plan's length and passes ``compile``."""
+    """``generate`` that records its plan's length."""
 
-    def __init__(self, generate, clock: PhaseClock, compile: bool):
-        self.generate, self.clock, self.compile = generate, clock, compile
+    def __init__(self, generate, clock: PhaseClock):
+        self.generate, self.clock = generate, clock
 
     def __call__(self, *args, **kwargs):
         self.clock.tokens.append(len(kwargs["plan"]))
-        return self.generate(*args, **{**kwargs, "compile": self.compile})
+        return self.generate(*args, **kwargs)
 
 
 def _sync(device: torch.device) -> None:
@@ -112,13 +112,13 @@ def build_pipeline(device: torch.device):
     return VideoPoetPipeline(video, audio, text, lm), which
 
 
-def instrument(pipe, clock: PhaseClock, compile: bool) -> None:
+def instrument(pipe, clock: PhaseClock) -> None:
     """Time the pipeline's phases. ``generate`` looks ``prefill`` and ``decode_n_tokens`` up in its
     module when it runs, and the pipeline imports ``generate`` when it samples, so patching the module
     attributes reaches both."""
     from videopoet.sampling import autoregressive as ar
 
-    ar.generate = _CountedGenerate(ar.generate, clock, compile)
+    ar.generate = _CountedGenerate(ar.generate, clock)
     ar.prefill = clock.wrap("prefill", ar.prefill)
     ar.decode_n_tokens = clock.wrap("decode", ar.decode_n_tokens)
     pipe._encode_prompt = clock.wrap("text", pipe._encode_prompt)
@@ -129,14 +129,15 @@ def instrument(pipe, clock: PhaseClock, compile: bool) -> None:
 def end_to_end(args, device: torch.device) -> dict:
     pipe, which = build_pipeline(device)
     clock = PhaseClock(device)
-    instrument(pipe, clock, compile=args.compile)
+    instrument(pipe, clock)
     runs = 1 if args.quick else args.runs
     warmup = 0 if args.quick else args.warmup
     results = []
     for i in range(warmup + runs):
         clock.reset()
         t0 = time.perf_counter()
-        out = pipe(PROMPT, num_frames=FRAMES, width=SIZE, height=SIZE, seed=i)
+        out = pipe(PROMPT, num_frames=FRAMES, width=SIZE, height=SIZE, seed=i,
+                   guidance_scale=args.guidance, compile=args.compile)  # fmt: skip
         _sync(device)
         total = time.perf_counter() - t0
         if i >= warmup:
@@ -147,6 +148,7 @@ def end_to_end(args, device: torch.device) -> dict:
         "lm": which,
         "lm_shape": _shape(pipe.transformer.config),
         "compiled_decode": args.compile,
+        "guidance": args.guidance,
         "clip": {"frames": int(out.frames.shape[0]), "size": list(out.frames.shape[1:3]), "sound": True},
         "runs": runs,
         "warmup": warmup,
@@ -393,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 on CUDA, 0)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="compile the decode step (default: on CUDA)")  # fmt: skip
+    ap.add_argument("--guidance", type=float, default=1.0, help="end to end: t2v guidance scale (default 1)")
     ap.add_argument("--decode-only", action="store_true", help="our decode step vs the gpt-fast-style loop")
     ap.add_argument("--presets", default="tiny", help="decode-only: comma-separated PrefixLM presets")
     ap.add_argument("--tokens", type=int, default=None, help="decode-only: tokens per timed loop")

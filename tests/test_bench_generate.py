@@ -42,6 +42,7 @@ def test_quick_end_to_end_times_every_phase(bench):
     result = bench.main(["--quick"])
     best = result["best"]
     assert result["clip"] == {"frames": 17, "size": [128, 128], "sound": True}
+    assert result["guidance"] == 1.0 and result["compiled_decode"] is False and result["lm"] == "bundled"
     assert best["t2v_tokens"] == 1283 and best["v2a_tokens"] == 427  # fixed by the layout
     parts = ("text_s", "t2v_prefill_s", "t2v_decode_s", "video_decode_s", "v2a_s")
     assert all(best[k] > 0 for k in parts) and sum(best[k] for k in parts) <= best["total_s"]

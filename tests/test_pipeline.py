@@ -82,6 +82,17 @@ def test_default_guidance_is_for_prompted_text_tasks_only(pipe, one_thread):
     assert not np.array_equal(unset.frames, run(pipe, guidance_scale=1.0, **kw).frames)
 
 
+def test_compile_reaches_the_sampler_and_is_for_cuda_only(pipe, one_thread, monkeypatch):
+    from videopoet.sampling import autoregressive as ar
+
+    seen, generate = [], ar.generate
+    monkeypatch.setattr(ar, "generate", lambda *a, **kw: seen.append(kw["compile"]) or generate(*a, **kw))
+    run(pipe, prompt="a red circle")  # t2v, then v2a for its sound
+    assert seen == [False, False]
+    with pytest.raises(ValueError, match="compile=True captures CUDA graphs; this pipeline is on cpu"):
+        run(pipe, prompt="a red circle", compile=True)
+
+
 def test_text_to_image_is_one_frame(pipe, one_thread):
     check(run(pipe, prompt="a blue square", task="t2i", negative_prompt="a red circle"), 1, audio=False)
 

@@ -271,6 +271,7 @@ class VideoPoetPipeline:
         keep_first_frame: bool = False,
         progress: Callable[[int, int], None] | None = None,
         upscale: int = 1,
+        compile: bool = False,
     ) -> VideoPoetOutput:
         """Run ``task`` (a name or alias of lm/tasks.py; all of SUPPORTED_TASKS) → ``VideoPoetOutput`` of
         ``num_frames`` frames at width × height (one frame for text_to_image). Media, as arrays or files:
@@ -294,7 +295,9 @@ class VideoPoetPipeline:
         after each sampler call. Same arguments and seed → same output. Guidance (``guidance_scale`` ≠ 1
         or ``negative_prompt``) needs a text task and steers only its steps that read the prompt; None:
         ``default_guidance``. ``upscale`` 2 or 4: the super_resolution component's 2× stages (one or
-        two) over the finished frames (the sound is made from the frames before upscaling)."""
+        two) over the finished frames (the sound is made from the frames before upscaling). ``compile``
+        (CUDA only): the sampler's decode step as one CUDA graph (``generate(compile=True)``), which pays
+        a one-time compilation and then decodes faster: for many clips, not one."""
         name = tasks.task(task).name
         self._check_upscale(upscale)
         check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
@@ -307,7 +310,10 @@ class VideoPoetPipeline:
             raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
         frames = 1 if name == "text_to_image" else num_frames
         self._check_shape(frames, width, height)
-        sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        if compile and self.device.type != "cuda":
+            raise ValueError(f"compile=True captures CUDA graphs; this pipeline is on {self.device}")
+        sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p,
+                        compile=compile)  # fmt: skip
         ctx = _Context(prompt, negative_prompt, frames, width, height, seed, sampling, keep_first_frame)
         sound = _makes_sound(name, with_audio)
         window = self._window(name, ctx, sound)
