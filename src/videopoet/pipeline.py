@@ -217,8 +217,8 @@ class VideoPoetPipeline:
     def _bundled(cls, device, text_encoder):
         if not (PRETRAINED_ROOT / "transformer").is_dir():
             raise UserError(
-                "no language model is bundled with this version yet: train one with `videopoet train lm` "
-                "and pass its pipeline folder to VideoPoetPipeline.from_pretrained(path)"
+                f"no language model is bundled here ({PRETRAINED_ROOT / 'transformer'} is missing: reinstall "
+                "the package, or train one with `videopoet train lm` and pass its pipeline folder)"
             )
         from videopoet.lm.transformer import PrefixLM
         from videopoet.text import load_text_encoder
