@@ -300,7 +300,9 @@ def _add_eval(top) -> None:
         help="tasks to score, e.g. t2v i2v or t2v,i2v (default: every task: t2v i2v continue inpaint "
         "outpaint stylize v2a a2v avcont t2a long)",
     )
-    p.add_argument("--guidance", type=float, default=1.0, help="t2v guidance scale (1 = none)")
+    p.add_argument(
+        "--guidance", type=float, default=1.0, help="t2v and long guidance scale (1 = none; others: default)"
+    )
     p.add_argument(
         "--temperature", type=float, help="--model: sampling temperature of every task (default: 1)"
     )
