@@ -43,9 +43,9 @@ class _Main:
         self.writer = TokenShardWriter(self.folder.name, 64)
 
     def __call__(self, batch) -> int:
-        records = self.tokenizer([p.sample for p in batch], [p.geometry for p in batch])
-        for p, record in zip(batch, records):
-            self.writer.write(record, p.index)
+        from videopoet.lm.tokenize import write_batch
+
+        write_batch(self.tokenizer, self.writer, batch)
         return len(batch)
 
 

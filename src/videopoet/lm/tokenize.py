@@ -325,17 +325,24 @@ def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
     )
     with tqdm(total=run.num - run.start, desc="tokenize", unit="clip", disable=None) as bar:
         for batch in loader:
-            for p in batch:
-                for reason in p.reasons:
-                    log.warning("skipping %s", reason)
-            good = [p for p in batch if p.sample is not None]
-            stats["skipped"] += len(batch) - len(good)
-            for p, record in zip(good, tokenizer([p.sample for p in good], [p.geometry for p in good])):
-                writer.write(record, p.index)
-            stats["records"] += len(good)
+            written = write_batch(tokenizer, writer, batch)
+            stats["skipped"] += len(batch) - written
+            stats["records"] += written
             bar.update(len(batch))
             bar.set_postfix(skipped=stats["skipped"], refresh=False)
     writer.close()
+
+
+def write_batch(tokenizer: R.RecordTokenizer, writer: R.TokenShardWriter, batch: list[R.Prepared]) -> int:
+    """One loader batch → its records in ``writer``; unreadable items are logged and passed over. → the
+    number of records written."""
+    for p in batch:
+        for reason in p.reasons:
+            log.warning("skipping %s", reason)
+    good = [p for p in batch if p.sample is not None]
+    for p, record in zip(good, tokenizer([p.sample for p in good], [p.geometry for p in good])):
+        writer.write(record, p.index)
+    return len(good)
 
 
 def _report(out: Path, run: Run, seconds: float) -> None:
