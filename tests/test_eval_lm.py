@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from videopoet import cli
+from test_tokenize import run  # the command in-process → (exit status, stdout, stderr)
 from videopoet.lm import records as R
 from videopoet.lm.vocab import VOCABS
 
@@ -69,15 +69,6 @@ def setup(tmp_path_factory):
     AudioTokenizer.from_preset("debug").save_pretrained(root / "audio")
     assemble(Sources(root / "video", root / "audio", root / "int8", "none"), root / "pipe", int8=True)
     return root
-
-
-def run(argv, capsys):
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's own errors
-        rc = e.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def _eval(setup, capsys, out: str, *extra, model="fp16", data="heldout") -> dict:
