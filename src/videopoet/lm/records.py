@@ -38,10 +38,10 @@ defaults (the spec's 0.5 H × 0.5 W centre box / central half of the columns or 
 optical flow + depth as a 3-channel video (``flow_depth_video``). Flow and depth come from
 
 - synthetic clips (the world's own samples and shards written by ``videopoet data synth``): the world's
-  ground truth, re-rendered from the sample's seed and split (a ``Sample`` carries no geometry; a render
-  costs ~10 ms at 128×128×17 on one CPU core) and used only when the re-rendered frames match the
-  sample's (≥ 30 dB: shards are lossy mp4). Items of a synthetic dataset itself are rendered once, with
-  their ground truth (``PreparedItems``), in the loader workers, which also make the flow-depth video;
+  ground truth, re-rendered from the sample's seed and split (a ``Sample`` carries no geometry) and used
+  only when the re-rendered frames match the sample's (≥ 30 dB: shards are lossy mp4). Items of a
+  synthetic dataset itself are rendered once, with their ground truth (``PreparedItems``), in the loader
+  workers, which also make the flow-depth video;
 - real video: OpenCV Farnebäck flow (``opencv-python-headless``, optional) and a depth estimator from
   ``DEPTH_ESTIMATORS`` (register one with ``register_depth_estimator``). None ships (no MiDaS-class
   weights are available offline), so by default a real clip gets no ``flow_depth`` condition: the reason

@@ -73,11 +73,11 @@ def _page_faults_dominate(args, tokenizer: R.RecordTokenizer) -> bool:
 def keep_freed_memory() -> bool:
     """Have glibc keep freed memory for the next allocation instead of giving it back to the system.
 
-    A CPU encode allocates and frees full-size activations (hundreds of MB at 128×128×17) dozens of times
-    per batch; glibc serves each from a fresh mmap and returns it on free, so every one page-faults anew:
-    about half the CPU time of ``tokenize --device cpu`` went to the kernel. Served from the heap and kept,
-    they cost nothing after the first batch (~2x faster end to end, docs/pretrained.md; the same bytes
-    out). The process then holds its peak memory until it ends. False where the C library is not glibc."""
+    A CPU encode allocates and frees full-size activations dozens of times per batch; glibc serves each
+    from a fresh mmap and returns it on free, so every one page-faults anew. Served from the heap and
+    kept, they cost nothing after the first batch (the same bytes out; the measured gain:
+    docs/pretrained.md, "Where `videopoet tokenize` spends its time"). The process then holds its peak
+    memory until it ends. False where the C library is not glibc."""
     import ctypes
 
     try:

@@ -252,10 +252,8 @@ def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p) -> Non
 def _decode_threads(model, device: torch.device):
     """One CPU thread for the decode loop of a narrow model: its ops are (R, 1, ·) vectors and few-row
     matrix products, too small to share between threads, and on a busy machine each op then waits for
-    the slower thread (the full-head step at ``tiny``'s shape on the 2-core development machine: 75 ms a
-    token on two threads, 14 on one; on an idle one two threads were 5% faster; docs/generation.md,
-    "Speed"). Wider models keep torch's thread count: their matrices are worth splitting (not measured
-    here)."""
+    the slower thread (measurements: docs/generation.md, "Speed"). Wider models keep torch's thread
+    count: their matrices are worth splitting (not measured)."""
     before = torch.get_num_threads()
     if device.type == "cpu" and model.config.dim <= ONE_THREAD_MAX_DIM:
         torch.set_num_threads(1)
