@@ -244,8 +244,8 @@ def test_prepared_items_render_once_and_equal_re_rendering(models, monkeypatch, 
         assert p.reasons == [] and p.sample.key == s.key and p.sample.caption == s.caption
         assert np.array_equal(p.sample.frames, s.frames) and np.array_equal(p.sample.audio, s.audio)
         geo = R.synthetic_geometry(s)
-        expect = flow_depth_video(geo.flow, geo.depth).numpy()
-        assert p.geometry.dtype == np.float32 and np.array_equal(p.geometry, expect)
+        expect = flow_depth_video(geo.flow, geo.depth)
+        assert p.geometry.dtype == torch.float32 and torch.equal(p.geometry, expect)
     rt = R.RecordTokenizer(*models, None)
     fast = rt([p.sample for p in prepared], [p.geometry for p in prepared])
     for a, b in zip(fast, rt(reference)):

@@ -24,13 +24,14 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)  # JSON-able extras (attributes for synthetic clips)
 
 
-def frames_to_tensor(frames: np.ndarray):
-    """uint8 (T, H, W, 3) → float32 torch tensor (3, T, H, W) in [-1, 1]."""
+def frames_to_tensor(frames: np.ndarray, device=None):
+    """uint8 (T, H, W, 3) → float32 torch tensor (3, T, H, W) in [-1, 1], made on ``device`` (None: the
+    CPU): the uint8 frames are moved, a quarter of the float bytes, and converted there (same values)."""
     import torch
 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(3, 0, 1, 2).float()
     return x / 127.5 - 1.0
 
 

@@ -323,16 +323,15 @@ class RecordTokenizer:
         """What ``__call__`` computes when not given: flow and depth, or why there are none."""
         return clip_geometry(sample, estimate=self.depth is not None)
 
-    def __call__(
-        self, samples: list[Sample], geometry: Sequence[np.ndarray | Geometry | str | None] | None = None
-    ) -> list[TokenRecord]:
+    def __call__(self, samples: list[Sample], geometry: Sequence[Any] | None = None) -> list[TokenRecord]:
         """Tokenize a batch of samples of one clip format. ``geometry`` (one per sample, e.g. computed in
         loader workers: flow and depth, or already their ``flow_depth_video`` as a float32 (1, 3, T, H, W)
-        array, or why there are none) skips the flow/depth computation; None entries are computed here."""
+        tensor or array, or why there are none) skips the flow/depth computation; None entries are
+        computed here."""
         if not samples:
             return []
         _check_same_format(samples)
-        video = torch.stack([frames_to_tensor(s.frames) for s in samples]).to(self.device)  # (B, 3, T, H, W)
+        video = torch.stack([frames_to_tensor(s.frames, self.device) for s in samples])  # (B, 3, T, H, W)
         groups: dict[str, tuple[list[int], torch.Tensor]] = {"video": (list(range(len(samples))), video)}
         if self.kinds:
             from videopoet.tokenizers.conditioning import commit_condition
@@ -371,10 +370,10 @@ class RecordTokenizer:
                 self.missing[g] += 1
                 continue
             rows.append(i)
-            # an array is the video itself, made where the flow and depth were
-            fd = torch.from_numpy(g) if isinstance(g, np.ndarray) else flow_depth_video(g.flow, g.depth)
-            videos.append(fd)  # (1, 3, T, H, W)
-        return rows, (torch.cat(videos).to(self.device) if videos else None)
+            # an array or tensor is the video itself, made where the flow and depth were
+            fd = torch.as_tensor(g) if not isinstance(g, Geometry) else flow_depth_video(g.flow, g.depth)
+            videos.append(fd.to(self.device))  # (1, 3, T, H, W)
+        return rows, (torch.cat(videos) if videos else None)
 
     @torch.no_grad()
     def _encode_groups(self, groups) -> dict[str, dict[int, np.ndarray]]:
@@ -714,20 +713,21 @@ class TokenShardDataset(Dataset):
 class Prepared(NamedTuple):
     index: int  # dataset item
     sample: Sample | None  # None: unreadable (see reasons)
-    # the flow-depth conditioning video, float32 (1, 3, T, H, W); flow without depth (an estimator fills it
-    # in the main process); or why there is none; None: not needed
-    geometry: np.ndarray | Geometry | str | None
+    # the flow-depth conditioning video, a float32 (1, 3, T, H, W) tensor; flow without depth (an estimator
+    # fills it in the main process); or why there is none; None: not needed
+    geometry: torch.Tensor | Geometry | str | None
     reasons: list[str]  # why the item was passed over
 
 
-def _condition_video(geometry: Geometry | str | None) -> np.ndarray | Geometry | str | None:
+def _condition_video(geometry: Geometry | str | None) -> torch.Tensor | Geometry | str | None:
     """Flow and depth → their conditioning video (per clip, so its values do not depend on where it is
-    made): loader workers do this work, and ship one array instead of two."""
+    made): loader workers do this work, and ship one tensor instead of two arrays (a tensor travels to
+    the main process through shared memory, an array through the loader's pipe)."""
     if not isinstance(geometry, Geometry) or geometry.depth is None:
         return geometry
     from videopoet.tokenizers.conditioning import flow_depth_video
 
-    return flow_depth_video(geometry.flow, geometry.depth).numpy()  # (1, 3, T, H, W)
+    return flow_depth_video(geometry.flow, geometry.depth)  # float32 (1, 3, T, H, W)
 
 
 class _Renders:
