@@ -343,6 +343,35 @@ def test_pipeline_generator_passes_its_sampling_settings_to_every_call(tmp_path,
     assert not (tmp_path / "g").exists()
 
 
+def test_eval_generation_loads_the_model_on_its_device(tmp_path, monkeypatch, capsys):
+    from videopoet.eval import generation
+    from videopoet.pipeline import VideoPoetPipeline
+
+    loads = []
+    monkeypatch.setattr(
+        VideoPoetPipeline, "from_pretrained", lambda path, device: loads.append(device) or FakePipe()
+    )
+    gen = generation.model_generate_fn("m", device=torch.device("cpu"))
+    assert loads == [torch.device("cpu")] and isinstance(gen.pipe, FakePipe)
+    argv = ["eval", "generation", "--real", "--num", "1", "--device", "auto", "--out", str(tmp_path / "g")]
+    assert cli_main(argv) == 2 and "--model" in capsys.readouterr().err  # --real runs no model
+    if not torch.cuda.is_available():
+        argv = [
+            "eval",
+            "generation",
+            "--model",
+            "m",
+            "--num",
+            "1",
+            "--device",
+            "cuda",
+            "--out",
+            str(tmp_path / "h"),
+        ]
+        assert cli_main(argv) == 2 and "CUDA is not available" in capsys.readouterr().err
+    assert loads == [torch.device("cpu")] and not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
+
+
 @pytest.fixture(scope="module")
 def debug_model(tmp_path_factory):
     """A saved debug pipeline whose index names the packaged MiniLM text encoder (random LM weights)."""

@@ -307,6 +307,7 @@ def _add_eval(top) -> None:
         "--temperature", type=float, help="--model: sampling temperature of every task (default: 1)"
     )
     p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="--model: sample among the k likeliest ids")
+    p.add_argument("--device", default="cpu", help="--model: cpu (default), auto, cuda or cuda:N")
     p.add_argument("--out", default="eval_generation", help="output directory for JSON, Markdown, pictures")
     _add_overwrite(p, "an earlier report in --out")
     p.set_defaults(handler="videopoet.eval.generation:main")

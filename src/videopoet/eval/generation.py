@@ -459,12 +459,13 @@ class PipelineGenerator:
 
 
 def model_generate_fn(
-    model_dir: str, *, seed: int = 0, sampling: dict[str, Any] | None = None
+    model_dir: str, *, seed: int = 0, sampling: dict[str, Any] | None = None, device="cpu"
 ) -> PipelineGenerator:
-    """``PipelineGenerator`` of ``VideoPoetPipeline.from_pretrained(model_dir)``."""
+    """``PipelineGenerator`` of ``VideoPoetPipeline.from_pretrained(model_dir, device=device)``."""
     from videopoet.pipeline import VideoPoetPipeline
 
-    return PipelineGenerator(VideoPoetPipeline.from_pretrained(model_dir), seed=seed, sampling=sampling)
+    pipe = VideoPoetPipeline.from_pretrained(model_dir, device=device)
+    return PipelineGenerator(pipe, seed=seed, sampling=sampling)
 
 
 class TaskSkipped(Exception):
@@ -1028,12 +1029,18 @@ def main(args) -> int:
     check_report(out_dir / "generation", pictures, overwrite=getattr(args, "overwrite", False))
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
     if args.real:
-        if sampling:
-            raise UserError("--temperature and --top-k sample a model: they go with --model, not --real")
+        if sampling or args.device != "cpu":
+            raise UserError(
+                "--temperature, --top-k and --device run a model: they go with --model, not --real"
+            )
         generate_fn, source = real_generate_fn, "real (world renderings: the ceiling)"
     else:
-        generate_fn = model_generate_fn(args.model, seed=args.seed, sampling=sampling)
+        from videopoet.device import pick_device
+
+        device = pick_device(args.device)
+        generate_fn = model_generate_fn(args.model, seed=args.seed, sampling=sampling, device=device)
         source = f"model {args.model}" + "".join(f", {k} {v:g}" for k, v in sampling.items())
+        source += f", on {device.type}"
     t0 = time.time()
     metrics, samples = evaluate(generate_fn, num=args.num, split=args.split, seed=args.seed, tasks=tasks,
                                 tokenizer=_tokenizer_for(generate_fn), guidance=args.guidance)  # fmt: skip
