@@ -336,6 +336,30 @@ def test_save_load_identical_logits(tmp_path, overrides):
     assert not any("cache" in k for k in model.state_dict())
 
 
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+def test_files_with_separate_w1_w3_load_as_w13(tmp_path, int8):
+    """Weights written before the SwiGLU's two input matrices were stacked (the bundled file's layout)."""
+    from safetensors.torch import load_file, save_file
+
+    model = _model()
+    ids, prefix_len, text = _batch(rows=2)
+    folder = model.save_pretrained(tmp_path / "lm", int8=int8)
+    state, old = load_file(str(folder / "model.safetensors")), {}
+    for key, value in state.items():
+        if ".w13." in key:  # int8: the matrix and its per-row scales split alike
+            old[key.replace(".w13.", ".w1.")], old[key.replace(".w13.", ".w3.")] = value.chunk(2)
+        else:
+            old[key] = value
+    assert any(".w1." in k for k in old) and not any(".w13." in k for k in old)
+    save_file(old, str(folder / "model.safetensors"))
+    # float: the model itself; int8: the stacked int8 file of the same weights
+    reference = (
+        PrefixLM.from_pretrained(model.save_pretrained(tmp_path / "new", int8=True)) if int8 else model
+    )
+    out = PrefixLM.from_pretrained(folder)(ids, prefix_len, text)
+    assert torch.equal(out, reference(ids, prefix_len, text))
+
+
 # ------------------------------------------------------------------------------------------ bad inputs
 def test_bad_inputs_raise(model):
     ids, prefix_len, text = _batch(rows=2)

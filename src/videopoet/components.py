@@ -189,8 +189,9 @@ def load_component(
     dtype: torch.dtype | None = None,
 ) -> M:
     """Build ``cls(CONFIG(**config))`` from a component directory (None: the class's bundled weights)
-    and load its weights, strictly except for the class's ``UNSAVED_TENSORS``. Floating weights end up
-    float32 unless ``dtype`` is given; the model is returned in eval mode on ``device``."""
+    and load its weights, strictly except for the class's ``UNSAVED_TENSORS`` (a class with an
+    ``upgrade_state(state) -> state`` first maps its older tensor layouts to today's). Floating weights
+    end up float32 unless ``dtype`` is given; the model is returned in eval mode on ``device``."""
     directory = bundled_directory(cls) if directory is None else Path(directory)
     what = _description(cls)
     model_type, fields, storage = _read_config(directory, what)
@@ -294,6 +295,9 @@ def _load_weights(model: nn.Module, weights: Path, what: str, storage: str | Non
         raise UserError(f"{weights} is not a readable safetensors file ({reason})") from None
     expected = model.state_dict()
     state = _dequantized(state, expected, weights, storage)
+    upgrade = getattr(type(model), "upgrade_state", None)  # a class's older tensor layouts → today's
+    if upgrade is not None:
+        state = upgrade(state)
     optional = getattr(type(model), "UNSAVED_TENSORS", ())
     missing = [k for k in expected if k not in state and not _matches(k, optional)]
     unexpected = [k for k in state if k not in expected]

@@ -250,16 +250,16 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) · w3 x)."""
+    """SwiGLU: w2(silu(w1 x) · w3 x), w1 and w3 stacked as one matrix w13 (one product, not two)."""
 
     def __init__(self, cfg: PrefixLMConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
-        self.w3 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.w13 = nn.Linear(cfg.dim, 2 * cfg.ffn_dim, bias=False)
         self.w2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.w13(x).chunk(2, dim=-1)  # (B, L, F) each
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -378,6 +378,16 @@ class PrefixLM(Pretrained, nn.Module):
             nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * self.config.n_layers))
 
     # ---------------------------------------------------------------------------------------- IO
+    @staticmethod
+    def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights written before w1 and w3 were stacked: each block's two matrices → its w13."""
+        state = dict(state)
+        for w1 in [k for k in state if k.endswith(".feed_forward.w1.weight")]:
+            w3 = w1.replace(".w1.", ".w3.")
+            if w3 in state:
+                state[w1.replace(".w1.", ".w13.")] = torch.cat([state.pop(w1), state.pop(w3)])  # (2F, D)
+        return state
+
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PrefixLM:
         """Preset ``name`` with some fields replaced. ``overrides`` may come from a config file's free
