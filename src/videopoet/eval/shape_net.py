@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videopoet.components import PRETRAINED_ROOT, load_component, save_component
+from videopoet.components import PRETRAINED_ROOT, Pretrained
 from videopoet.data.world import SHAPES
 
 MODEL_TYPE = "videopoet-judge-shapes"
@@ -63,7 +63,7 @@ def bundled_path() -> Path:
     return PRETRAINED_ROOT / ShapeNet.BUNDLED
 
 
-class ShapeNet(nn.Module):
+class ShapeNet(Pretrained, nn.Module):
     """crops float (B, planes, S, S) in [0, 1] → (logits (B, K), trust (B,)); trust is 0 without the
     trust head."""
 
@@ -90,21 +90,6 @@ class ShapeNet(nn.Module):
         x = self.features(crops).mean((2, 3))  # (B, C)
         trust = self.trust(x)[:, 0] if self.trust is not None else x.new_zeros(x.shape[0])
         return self.head(x), trust  # (B, K), (B,)
-
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write the component directory (``videopoet.components``)."""
-        return save_component(self, directory, dtype=dtype)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-    ) -> ShapeNet:
-        """Load a ``save_pretrained`` directory (None: the bundled reader), float32 unless ``dtype``."""
-        return load_component(cls, directory, device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=1)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from videopoet.components import PRETRAINED_ROOT, load_component, save_component
+from videopoet.components import PRETRAINED_ROOT, Pretrained
 from videopoet.config import override_fields
 from videopoet.dsp import band_edges, band_split
 from videopoet.errors import UserError
@@ -318,7 +318,7 @@ class AudioTokenizerOutput(NamedTuple):
     noise_log_gains: torch.Tensor | None  # float (B, bands, F·hop / up): the noise branch's, or None
 
 
-class AudioTokenizer(nn.Module):
+class AudioTokenizer(Pretrained, nn.Module):
     """SoundStream codec: ``encode(wave) → codes``, ``decode(codes) → wave``; ``forward`` = training pass."""
 
     # the component format (videopoet.components)
@@ -405,22 +405,6 @@ class AudioTokenizer(nn.Module):
         return wave
 
     # ------------------------------------------------------------------ weights
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write the component directory (``videopoet.components``), optionally cast to ``dtype`` (e.g.
-        float16); the codebooks' EMA statistics (training state, ``UNSAVED_TENSORS``) are left out."""
-        return save_component(self, directory, dtype=dtype)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-    ) -> AudioTokenizer:
-        """Load a ``save_pretrained`` directory (None: the bundled codec), float32 unless ``dtype``."""
-        return load_component(cls, directory, device=device, dtype=dtype)
-
     def _after_load(self) -> None:
         """The file has no EMA statistics: give every code a fresh count, so that fine-tuning does not
         restart codes at once (``EMACodebook.fresh_statistics``)."""

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from videopoet.components import PRETRAINED_ROOT, load_component, save_component
+from videopoet.components import PRETRAINED_ROOT, Pretrained
 from videopoet.config import override_fields
 from videopoet.errors import UserError
 from videopoet.tokenizers.quantizers import LFQ
@@ -319,7 +319,7 @@ class TokenizerOutput(NamedTuple):
     bit_ones: torch.Tensor  # (K,) fraction of tokens with bit k set
 
 
-class VideoTokenizer(nn.Module):
+class VideoTokenizer(Pretrained, nn.Module):
     """MAGVIT-v2 tokenizer: ``encode`` video → indices, ``decode`` indices → video."""
 
     # the component format (videopoet.components)
@@ -347,21 +347,6 @@ class VideoTokenizer(nn.Module):
         if name not in PRESETS:
             raise UserError(f"unknown video tokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(override_fields(PRESETS[name], overrides))  # "none" → None, lists → tuples
-
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write the component directory (``videopoet.components``); ``dtype`` e.g. float16 to ship."""
-        return save_component(self, directory, dtype=dtype)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-    ) -> VideoTokenizer:
-        """Load a ``save_pretrained`` directory (None = the bundled default), float32 unless ``dtype``."""
-        return load_component(cls, directory, device=device, dtype=dtype)
 
     # ---------------------------------------------------------------------------- shapes and checks
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
