@@ -186,6 +186,42 @@ def test_debug_config_trains_and_resumes_exactly(tmp_path):
     assert model.config.vocab_size == 8448
 
 
+def _split_w13(checkpoint: Path) -> None:
+    """Rewrite a checkpoint as the model wrote it before w1 and w3 were stacked as w13."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    def split(name: str) -> list[str]:
+        return [name.replace(".w13.", w) for w in (".w1.", ".w3.")] if ".w13." in name else [name]
+
+    for group in ("model", "opt"):
+        old = {}
+        for name, t in load_file(str(checkpoint / f"{group}.safetensors")).items():
+            halves = (
+                [t, t.clone()] if t.dim() == 0 else [h.contiguous() for h in t.chunk(2)]
+            )  # 0-d: a step count
+            old.update(zip(split(name), halves if ".w13." in name else [t]))
+        save_file(old, str(checkpoint / f"{group}.safetensors"))
+    state = json.loads((checkpoint / "state.json").read_text())
+    for g in state["opt"]["param_groups"]:
+        g["params"] = [n for name in g["params"] for n in split(name)]
+    (checkpoint / "state.json").write_text(json.dumps(state))
+
+
+def test_checkpoint_of_the_older_w1_w3_layout_resumes_exactly(tmp_path):
+    from videopoet.train.checkpoint import latest_checkpoint
+    from videopoet.train.lm import train
+
+    sets = ("max_steps=6", "eval_every=0")
+    assert train(_cfg(tmp_path / "a", *sets), progress=False) == 0
+    assert train(_cfg(tmp_path / "b", *sets, "stop_after_steps=3"), progress=False) == 0
+    _split_w13(latest_checkpoint(tmp_path / "b" / "checkpoints"))
+    assert train(_cfg(tmp_path / "b", *sets), resume=True, progress=False) == 0
+    rows = {k: [r["loss"] for r in read_jsonl(tmp_path / k / "metrics.jsonl") if "loss" in r] for k in "ab"}
+    assert rows["b"] == rows["a"]
+
+
 HEADS = {
     "flat": [],
     "tied": ["model.tie_embeddings=true"],

@@ -380,13 +380,17 @@ class PrefixLM(Pretrained, nn.Module):
     # ---------------------------------------------------------------------------------------- IO
     @staticmethod
     def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Weights written before w1 and w3 were stacked: each block's two matrices → its w13."""
-        state = dict(state)
-        for w1 in [k for k in state if k.endswith(".feed_forward.w1.weight")]:
-            w3 = w1.replace(".w1.", ".w3.")
-            if w3 in state:
-                state[w1.replace(".w1.", ".w13.")] = torch.cat([state.pop(w1), state.pop(w3)])  # (2F, D)
-        return state
+        """Tensors keyed by parameter name, written before w1 and w3 were stacked (weights, or one kind
+        of optimizer state): each block's two → its w13, in w1's place. A 0-d pair (an optimizer's step
+        count) is one number for both: w1's is kept."""
+        out = {}
+        for name, t in state.items():
+            if name.endswith(".feed_forward.w1.weight") and name.replace(".w1.", ".w3.") in state:
+                w3 = state[name.replace(".w1.", ".w3.")]
+                out[name.replace(".w1.", ".w13.")] = t if t.dim() == 0 else torch.cat([t, w3])  # (2F, D)
+            elif not (name.endswith(".feed_forward.w3.weight") and name.replace(".w3.", ".w1.") in state):
+                out[name] = t
+        return out
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PrefixLM:

@@ -87,6 +87,33 @@ def load_optimizer_state(
     set_optimizer_state_dict(module, opt, state, options=_options(cpu=False, strict=False))
 
 
+def upgrade_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors of ``module`` in an older parameter layout → today's, by the class's
+    ``upgrade_state`` (the one ``load_component`` uses); unchanged for a class without one."""
+    upgrade = getattr(type(module), "upgrade_state", None)
+    return tensors if upgrade is None else upgrade(tensors)
+
+
+def upgrade_optimizer_state(
+    module: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The same for the optimizer state of ``module`` (``optimizer_to_flat``'s form, keyed by parameter
+    name): each kind of per-parameter state, and the parameter names of each group."""
+    upgrade = getattr(type(module), "upgrade_state", None)
+    if upgrade is None or meta.get("int_keys") or meta.get("scalars"):
+        return tensors, meta
+    kinds: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        fqn, kind = name.rsplit("/", 1)
+        kinds.setdefault(kind, {})[fqn] = value
+    tensors = {f"{fqn}/{kind}": v for kind, d in kinds.items() for fqn, v in upgrade(d).items()}
+    groups = []
+    for group in meta["param_groups"]:  # names only: 0-d stand-ins go through the same upgrade
+        names = upgrade({name: torch.zeros(()) for name in group["params"]})
+        groups.append(dict(group, params=list(names)))
+    return tensors, dict(meta, param_groups=groups)
+
+
 def optimizer_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state dict into named tensors and a JSON-able remainder."""
     tensors: dict[str, torch.Tensor] = {}

@@ -370,9 +370,10 @@ class Engine:
             if name not in groups and not (isinstance(obj, OptimizerOf) and name in state):
                 raise UserError(f"{path} holds no {name!r}, which this config trains; check the config")
             if isinstance(obj, OptimizerOf):
-                ckpt.load_optimizer_state(obj.module, obj.optimizer, groups.get(name, {}), state[name])
+                tensors, meta = ckpt.upgrade_optimizer_state(obj.module, groups.get(name, {}), state[name])
+                ckpt.load_optimizer_state(obj.module, obj.optimizer, tensors, meta)
             elif isinstance(obj, nn.Module):
-                ckpt.load_module_state(obj, groups[name])
+                ckpt.load_module_state(obj, ckpt.upgrade_module_tensors(obj, groups[name]))
             else:
                 obj.load_state_dict(groups[name])
         self.step = int(state["step"])
