@@ -356,18 +356,8 @@ def test_eval_generation_loads_the_model_on_its_device(tmp_path, monkeypatch, ca
     argv = ["eval", "generation", "--real", "--num", "1", "--device", "auto", "--out", str(tmp_path / "g")]
     assert cli_main(argv) == 2 and "--model" in capsys.readouterr().err  # --real runs no model
     if not torch.cuda.is_available():
-        argv = [
-            "eval",
-            "generation",
-            "--model",
-            "m",
-            "--num",
-            "1",
-            "--device",
-            "cuda",
-            "--out",
-            str(tmp_path / "h"),
-        ]
+        argv = ["eval", "generation", "--model", "m", "--num", "1", "--device", "cuda"]
+        argv += ["--out", str(tmp_path / "h")]
         assert cli_main(argv) == 2 and "CUDA is not available" in capsys.readouterr().err
     assert loads == [torch.device("cpu")] and not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
 

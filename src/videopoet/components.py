@@ -295,9 +295,7 @@ def _load_weights(model: nn.Module, weights: Path, what: str, storage: str | Non
         raise UserError(f"{weights} is not a readable safetensors file ({reason})") from None
     expected = model.state_dict()
     state = _dequantized(state, expected, weights, storage)
-    upgrade = getattr(type(model), "upgrade_state", None)  # a class's older tensor layouts → today's
-    if upgrade is not None:
-        state = upgrade(state)
+    state = upgraded_state(model, state)
     optional = getattr(type(model), "UNSAVED_TENSORS", ())
     missing = [k for k in expected if k not in state and not _matches(k, optional)]
     unexpected = [k for k in state if k not in expected]
@@ -315,6 +313,14 @@ def _load_weights(model: nn.Module, weights: Path, what: str, storage: str | Non
             f"{weights} does not fit {what} as config.json describes it: tensors {', '.join(problems)}"
         )
     model.load_state_dict(state, strict=False)
+
+
+def upgraded_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (tensors keyed by parameter name) in today's layout of ``model``'s class: its
+    ``upgrade_state`` maps older layouts (weights files and training checkpoints alike); unchanged for a
+    class without one."""
+    upgrade = getattr(type(model), "upgrade_state", None)
+    return state if upgrade is None else upgrade(state)
 
 
 def _dequantized(

@@ -26,6 +26,7 @@ Entries (``entry``: metric, value, floor or ceiling, target, verdict):
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -699,14 +700,6 @@ def score_painting(s: Setup, task: str) -> tuple[dict[str, Any], list[np.ndarray
     return {made_key: e, given_key: mean(given)}, samples
 
 
-def score_inpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
-    return score_painting(s, "inpaint")
-
-
-def score_outpaint(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
-    return score_painting(s, "outpaint")
-
-
 def score_stylize(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Motion following of the source's flow and depth vs unconditional samples'; text following reported."""
     rng = np.random.default_rng(s.seed)
@@ -881,8 +874,8 @@ SCORERS: dict[str, Callable[[Setup], tuple[dict[str, Any], list[np.ndarray]]]] =
     "t2v": score_t2v,
     "i2v": score_i2v,
     "continue": score_continue,
-    "inpaint": score_inpaint,
-    "outpaint": score_outpaint,
+    "inpaint": functools.partial(score_painting, task="inpaint"),
+    "outpaint": functools.partial(score_painting, task="outpaint"),
     "stylize": score_stylize,
     "v2a": score_v2a,
     "a2v": score_a2v,

@@ -18,6 +18,7 @@ a load. (DCP's own file format stores its metadata with pickle, which this proje
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -87,21 +88,17 @@ def load_optimizer_state(
     set_optimizer_state_dict(module, opt, state, options=_options(cpu=False, strict=False))
 
 
-def upgrade_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A checkpoint's tensors of ``module`` in an older parameter layout → today's, by the class's
-    ``upgrade_state`` (the one ``load_component`` uses); unchanged for a class without one."""
-    upgrade = getattr(type(module), "upgrade_state", None)
-    return tensors if upgrade is None else upgrade(tensors)
-
-
 def upgrade_optimizer_state(
     module: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The same for the optimizer state of ``module`` (``optimizer_to_flat``'s form, keyed by parameter
-    name): each kind of per-parameter state, and the parameter names of each group."""
-    upgrade = getattr(type(module), "upgrade_state", None)
-    if upgrade is None or meta.get("int_keys") or meta.get("scalars"):
+    """The optimizer state of ``module`` (``optimizer_to_flat``'s form, keyed by parameter name) in an
+    older parameter layout → today's, by ``components.upgraded_state`` (the module's own tensors go
+    through it directly): each kind of per-parameter state, and the parameter names of each group."""
+    from videopoet.components import upgraded_state
+
+    if not hasattr(type(module), "upgrade_state") or meta.get("int_keys") or meta.get("scalars"):
         return tensors, meta
+    upgrade = functools.partial(upgraded_state, module)
     kinds: dict[str, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         fqn, kind = name.rsplit("/", 1)

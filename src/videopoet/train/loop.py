@@ -46,6 +46,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from videopoet.components import upgraded_state
 from videopoet.config import ConfigError, load_config, to_dict
 from videopoet.device import pick_device
 from videopoet.distributed import all_sum, is_distributed
@@ -373,7 +374,7 @@ class Engine:
                 tensors, meta = ckpt.upgrade_optimizer_state(obj.module, groups.get(name, {}), state[name])
                 ckpt.load_optimizer_state(obj.module, obj.optimizer, tensors, meta)
             elif isinstance(obj, nn.Module):
-                ckpt.load_module_state(obj, ckpt.upgrade_module_tensors(obj, groups[name]))
+                ckpt.load_module_state(obj, upgraded_state(obj, groups[name]))
             else:
                 obj.load_state_dict(groups[name])
         self.step = int(state["step"])
