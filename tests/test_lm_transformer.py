@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from videopoet.errors import UserError
-from videopoet.lm.transformer import PRESETS, PrefixLM, param_count, prefix_lm_mask
+from videopoet.lm.transformer import PRESETS, PrefixLM, one_query_attention, param_count, prefix_lm_mask
 from videopoet.lm.vocab import VOCABS, Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,6 +177,23 @@ def test_kv_cache_matches_uncached_logits(overrides):
         torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
     # the uncached path ignores caches that are set up
     torch.testing.assert_close(model(ids, prefix_len, text, text_mask), full, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_query_attention_is_sdpa(dtype):
+    """The decode step's attention equals SDPA's for one query per row, masked keys included."""
+    torch.manual_seed(0)
+    q = torch.randn(3, 4, 1, 8, dtype=dtype)
+    k, v = torch.randn(2, 3, 4, 50, 8, dtype=dtype)
+    mask = torch.rand(3, 1, 1, 50) < 0.6
+    mask[..., 0] = True  # every row keeps a key (the model's query always keeps itself)
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    got = one_query_attention(q, k, v, mask)
+    assert got.dtype == dtype and got.shape == (3, 4, 1, 8)
+    tol = {} if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(got.float(), want, **tol)
+    other = ~mask | (mask.cumsum(-1) == 1)  # another mask gives another answer: the mask is applied
+    assert not torch.allclose(one_query_attention(q, k, v, other).float(), want, atol=1e-3)
 
 
 def test_cache_setup_limits():
