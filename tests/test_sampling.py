@@ -229,25 +229,6 @@ def test_block_path_equals_the_full_head_step(model):
     assert torch.equal(greedy, uncached_greedy(model, ex, text, plan))
 
 
-def test_a_longer_cache_is_reused_with_the_same_tokens(model):
-    """A long task, then a shorter one: the shorter one keeps the long cache (a compiled step keeps its
-    graph) and samples what it samples on fresh caches, on the eager block path and on the full-head step
-    (stale keys past the sequence are masked)."""
-    ex, text = example("text_to_video")
-    kw = dict(plan=[VOCAB.visual_range] * 6, temperature=1.0, seed=4, guidance_scale=2.0)
-    fresh = generate(model, ex.ids, ex.prefix_len, *text, **kw)
-    long_plan = [VOCAB.visual_range] * 40  # longer than any debug task
-    generate(model, ex.ids, ex.prefix_len, *text, plan=long_plan, temperature=1.0, seed=9, guidance_scale=2.0)
-    cache = model.layers[0].attention.kv_cache
-    assert torch.equal(generate(model, ex.ids, ex.prefix_len, *text, **kw), fresh)
-    assert model.layers[0].attention.kv_cache is cache  # reused, not reallocated
-    assert model.cache_key_ok.shape[1] == ex.prefix_len + len(long_plan) - 1
-    rows = ar._guidance_rows(ex.ids[None, : ex.prefix_len], text[0][None], text[1][None], None)
-    assert len(plan_of("text_to_video")) < len(long_plan)
-    eager, step = decode_both_ways(model, *rows, plan_of("text_to_video"), True)
-    assert torch.equal(eager, step) and model.layers[0].attention.kv_cache is cache
-
-
 def test_block_path_with_grouped_query_attention():
     torch.manual_seed(1)
     gqa = PrefixLM.from_preset("debug", n_kv_heads=2).eval()  # 4 query heads share 2 KV heads

@@ -228,13 +228,12 @@ def _noise(width: int, rows: int, device, generator, params) -> torch.Tensor | N
 
 
 def _setup_caches(model, rows: int, length: int) -> None:
-    """Allocate the KV caches unless ones of these rows, at least this long, exist: a compiled step keeps
-    its graph and its CUDA graph while the buffers stay, so tasks of different lengths in turn (t2v, then
-    v2a, then t2v again) reuse one cache and one graph. Stale entries are harmless: prefill and each step
-    write a position before any query may attend to it, and later positions are masked."""
+    """Allocate the KV caches unless ones of this shape exist: a compiled step keeps its CUDA graph when
+    the buffers stay (stale entries are harmless: prefill and each step write a position before any query
+    may attend to it)."""
     ok, weight = getattr(model, "cache_key_ok", None), model.tok_embeddings.weight
     cache = model.layers[0].attention.kv_cache
-    if ok is None or ok.shape[0] != rows or ok.shape[1] < length or cache.k_cache.dtype != weight.dtype:
+    if ok is None or tuple(ok.shape) != (rows, length) or cache.k_cache.dtype != weight.dtype:
         model.setup_caches(rows, length)
 
 
