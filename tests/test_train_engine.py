@@ -134,6 +134,24 @@ def test_checkpoints_reshard_between_rank_counts(tmp_path, straight_video):
     assert any(k.endswith("/exp_avg") for k in opt) and all(k.rsplit("/", 1)[0] in model for k in opt)
 
 
+def test_sigterm_to_the_process_group_with_loader_workers(tmp_path):
+    """A time limit's TERM (or a scheduler's) reaches the whole process group, the loader's workers too:
+    the run still stops after its step with a checkpoint, exit status 0, and no traceback."""
+    out = tmp_path / "run"
+    sets = [*VIDEO_SETS[:2], "max_steps=400", "sample_every=0", "ckpt_every=50", "num_workers=2"]
+    argv = _argv(VIDEO, out, sets)
+    proc = subprocess.Popen(argv, env=_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((out / "metrics.jsonl").is_file() and len(_rows(out)) >= 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+    last = _rows(out)[-1]["step"]
+    assert 3 <= last < 400 and f"stopped at step {last} (signal)" in err
+    assert (out / "checkpoints" / "latest").read_text() == f"step_{last:08d}"
+
+
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path, straight_video):
     out = tmp_path / "run"
     proc = subprocess.Popen(_argv(VIDEO, out, VIDEO_SETS), env=_env(), stderr=subprocess.PIPE, text=True)

@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,6 +360,16 @@ def collate_samples(items: list[Sample | None]) -> Batch | None:
         [s.key for s in samples],
         [s.meta for s in samples],
     )
+
+
+def loader_worker_init(_: int) -> None:
+    """``worker_init_fn`` of every DataLoader: a worker ignores SIGINT and SIGTERM. A Ctrl-C or a time
+    limit's TERM reaches the whole process group; the main process stops cleanly on it (a trainer
+    checkpoints) and then shuts its workers down. A worker killed by the signal first would make the
+    loader raise "DataLoader worker ... is killed by signal" wherever the main process happens to be, even
+    inside a training step. A worker whose main process died exits by itself (PyTorch's watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ------------------------------------------------------------------------------------------- open_dataset

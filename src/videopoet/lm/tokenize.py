@@ -294,15 +294,11 @@ def _write_info(out: Path, info: dict[str, Any]) -> None:
     atomic_write_text(out / R.INFO_FILE, json.dumps(info, indent=2) + "\n")
 
 
-def _worker_init(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # workers render / decode with numpy; threads belong to the main process
-
-
 def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
+
+    from videopoet.data.datasets import loader_worker_init
 
     args, tokenizer, stats = run.args, run.tokenizer, run.stats
     writer = R.TokenShardWriter(
@@ -321,7 +317,7 @@ def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
         sampler=range(run.start, run.num),
         num_workers=args.workers,
         collate_fn=list,
-        worker_init_fn=_worker_init if args.workers else None,
+        worker_init_fn=loader_worker_init if args.workers else None,
     )
     with tqdm(total=run.num - run.start, desc="tokenize", unit="clip", disable=None) as bar:
         for batch in loader:

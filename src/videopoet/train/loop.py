@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from videopoet.components import upgraded_state
 from videopoet.config import ConfigError, load_config, to_dict
+from videopoet.data.datasets import loader_worker_init
 from videopoet.device import pick_device
 from videopoet.distributed import all_sum, is_distributed
 from videopoet.errors import UserError
@@ -516,6 +517,7 @@ class Engine:
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None,
             generator=torch.Generator(),  # creating the iterator must not consume the global RNG
+            worker_init_fn=loader_worker_init if workers else None,
         )
 
     def _bar(self, progress: bool):
