@@ -286,6 +286,19 @@ def test_unigram_baseline_scores_held_out_targets():
     assert result["unconditional"] < result["video_to_audio"] + 1  # one repeated code vs 2 × 3 audio zeros
 
 
+def test_init_from_another_architecture_is_one_line(tmp_path):
+    """The debug preset fine-tuned from the bundled (tiny) weights: one line, exit 2, no run folder."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    sets = [*_text_sets(), "init_from='bundled'", f"out_dir='{out.as_posix()}'"]
+    flags = [a for s in sets for a in ("--set", s)]
+    argv = [sys.executable, "-m", "videopoet.cli", "train", "lm", "--config", str(DEBUG), *flags]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "init_from='bundled' holds a different architecture" in proc.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+
+
 def test_cli_tokenizes_then_trains_from_shards_killed_and_resumed(tmp_path):
     """videopoet tokenize (debug tokenizers, 8 clips) → videopoet train lm on the shards; one run killed
     with SIGKILL after a few steps and resumed gives the losses and data of one uninterrupted run."""

@@ -139,6 +139,18 @@ def test_train_export_load_identical_samples(tmp_path):
     assert (tmp_path / "run" / "checkpoints").is_dir()
 
 
+def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
+    torch.manual_seed(3)
+    SuperResTransformer(CFG).save_pretrained(tmp_path / "src")
+    cfg = _debug_cfg(tmp_path / "a", init_from=str(tmp_path / "src"))
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    source = SuperResTransformer.from_pretrained(tmp_path / "src").state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in recipe.model.state_dict().items())
+    wider = _debug_cfg(tmp_path / "b", init_from=str(tmp_path / "src"), model={"dim": 2 * CFG.dim})
+    with pytest.raises(ValueError, match="different architecture"):  # the CLI's one-line error
+        SuperResRecipe(wider, Engine(wider))
+
+
 def test_resume_continues_to_the_same_weights(tmp_path):
     from safetensors.torch import load_file
 

@@ -44,6 +44,7 @@ from videopoet.lm.loss import (
 )
 from videopoet.lm.transformer import PRESETS, PrefixLM
 from videopoet.lm.vocab import Vocab
+from videopoet.train.common import copy_matching_weights
 from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.lm")
@@ -185,7 +186,7 @@ class LMRecipe(Recipe):
             raise ConfigError(f"model overrides {cfg.model}: {e}") from None
         if cfg.init_from:
             source = PrefixLM.from_pretrained(None if cfg.init_from == "bundled" else cfg.init_from)
-            model.load_state_dict(source.state_dict())
+            copy_matching_weights(model, source, what=f"init_from={cfg.init_from!r}")
         self.mcfg = model.config
         self.model = engine.shard(model.to(engine.device), model.layers)
         self.opt = torch.optim.AdamW(

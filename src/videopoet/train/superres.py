@@ -40,7 +40,7 @@ from videopoet.config import ConfigError, override_fields
 from videopoet.device import autocast
 from videopoet.outputs import atomic_write_text
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
-from videopoet.train.common import EMA
+from videopoet.train.common import EMA, copy_matching_weights
 from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
 
 log = logging.getLogger("videopoet.train.superres")
@@ -162,7 +162,8 @@ class SuperResRecipe(Recipe):
             )
         model = SuperResTransformer(mcfg)
         if cfg.init_from:
-            model.load_state_dict(SuperResTransformer.from_pretrained(cfg.init_from).state_dict())
+            source = SuperResTransformer.from_pretrained(cfg.init_from)
+            copy_matching_weights(model, source, what=f"init_from={cfg.init_from!r}")
         self.mcfg = mcfg
         self.model = engine.shard(model.to(dev), model.blocks)
         self.opt = torch.optim.AdamW(
