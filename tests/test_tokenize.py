@@ -475,3 +475,32 @@ def test_resume_with_other_settings_is_refused(tokenizer_dirs, tmp_path, capsys)
     rc, _, err = run(tokenize_argv(tokenizer_dirs, out, "--text", "none", "--overwrite", "--seed", 5), capsys)
     assert rc == 0, err
     assert R.TokenShardDataset(out)[0].key == "synthetic/train/5"
+
+
+def test_term_to_the_process_group_leaves_no_worker_behind(tokenizer_dirs, tmp_path):
+    """A time limit's TERM reaches the command and its loader workers (one process group). The workers
+    ignore it (a trainer's main process needs them to); the main process dies of it here, and its workers
+    must die with it rather than linger, holding the terminal's pipe (communicate would time out). The
+    shards written so far resume to the full set."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "tokens"
+    argv = [str(a) for a in tokenize_argv(tokenizer_dirs, out, "--text", "none", "--shard-size", 2, num=400)]
+    argv[argv.index("--workers") + 1] = "2"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "videopoet.cli", *argv]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not R.find_token_shards(out):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)  # returns once every holder of the pipe is gone
+    assert proc.returncode == -signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / R.INFO_FILE).read_text())["records"] == 400

@@ -15,10 +15,14 @@ The synthetic path imports neither av, pillow nor scipy: it runs where only the 
 from __future__ import annotations
 
 import csv
+import ctypes
 import json
 import logging
 import math
+import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ SYNTHETIC_LENGTH = 2**31 - 1
 SPLITS = ("train", "heldout")
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 SPEC_HELP = "use 'synthetic', 'synthetic:train', 'synthetic:heldout[:N]', a video folder or a shard folder"
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 
 
 @dataclass(kw_only=True)
@@ -363,11 +368,19 @@ def collate_samples(items: list[Sample | None]) -> Batch | None:
 
 
 def loader_worker_init(_: int) -> None:
-    """``worker_init_fn`` of every DataLoader: a worker ignores SIGINT and SIGTERM. A Ctrl-C or a time
-    limit's TERM reaches the whole process group; the main process stops cleanly on it (a trainer
-    checkpoints) and then shuts its workers down. A worker killed by the signal first would make the
-    loader raise "DataLoader worker ... is killed by signal" wherever the main process happens to be, even
-    inside a training step. A worker whose main process died exits by itself (PyTorch's watchdog)."""
+    """``worker_init_fn`` of every DataLoader: on Linux a worker ignores SIGINT and SIGTERM and dies with
+    its main process. A Ctrl-C or a time limit's TERM reaches the whole process group; the main process
+    stops cleanly on it (a trainer checkpoints) and shuts its workers down, or dies of it. A worker killed
+    by the signal first would make the loader raise "DataLoader worker ... is killed by signal" wherever
+    the main process happens to be, even inside a training step. A worker that outlived its main process
+    could block on the queue to it for good, so the kernel kills it when that process ends (prctl
+    PR_SET_PDEATHSIG). Elsewhere, with no such guarantee, workers keep PyTorch's defaults."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it ended before prctl: end now
+        os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
