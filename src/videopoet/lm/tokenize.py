@@ -317,7 +317,7 @@ def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
         sampler=range(run.start, run.num),
         num_workers=args.workers,
         collate_fn=list,
-        worker_init_fn=loader_worker_init if args.workers else None,
+        worker_init_fn=loader_worker_init,  # called in worker processes only
     )
     with tqdm(total=run.num - run.start, desc="tokenize", unit="clip", disable=None) as bar:
         for batch in loader:

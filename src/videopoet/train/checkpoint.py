@@ -96,7 +96,7 @@ def upgrade_optimizer_state(
     through it directly): each kind of per-parameter state, and the parameter names of each group."""
     from videopoet.components import upgraded_state
 
-    if not hasattr(type(module), "upgrade_state") or meta.get("int_keys") or meta.get("scalars"):
+    if meta.get("int_keys") or meta.get("scalars"):  # not keyed by parameter name alone
         return tensors, meta
     upgrade = functools.partial(upgraded_state, module)
     kinds: dict[str, dict[str, torch.Tensor]] = {}

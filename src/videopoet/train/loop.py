@@ -517,7 +517,7 @@ class Engine:
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None,
             generator=torch.Generator(),  # creating the iterator must not consume the global RNG
-            worker_init_fn=loader_worker_init if workers else None,
+            worker_init_fn=loader_worker_init,  # called in worker processes only
         )
 
     def _bar(self, progress: bool):
