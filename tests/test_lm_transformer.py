@@ -196,6 +196,23 @@ def test_one_query_attention_is_sdpa(dtype):
     assert not torch.allclose(one_query_attention(q, k, v, other).float(), want, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype,used", [(torch.float32, True), (torch.bfloat16, False)])
+def test_decode_step_attention_by_dtype(monkeypatch, dtype, used):
+    """A cached one-token step takes one_query_attention in fp32 only; bf16 keeps SDPA (its flash kernel)."""
+    import videopoet.lm.transformer as tr
+
+    calls = []
+    monkeypatch.setattr(tr, "one_query_attention", lambda *a: calls.append(1) or one_query_attention(*a))
+    model = _model().to(dtype)
+    ids, prefix_len, text = _batch(rows=1)
+    model.setup_caches(max_batch=1, max_seq_len=40, dtype=dtype)
+    t = int(prefix_len.max())
+    model(ids[:, :t], prefix_len, text.to(dtype), input_pos=torch.arange(t))
+    assert not calls  # the prefill has many queries: SDPA
+    model(ids[:, t : t + 1], prefix_len, input_pos=torch.tensor([t]))
+    assert bool(calls) == used
+
+
 def test_cache_setup_limits():
     model = _model()
     with pytest.raises(ValueError, match="setup_caches"):

@@ -245,7 +245,7 @@ class Attention(nn.Module):
         if self.n_kv_heads != self.n_heads:  # each group of H/G query heads shares one KV head
             k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)  # (B, H, C|L, K)
             v = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
-        if n == 1 and input_pos is not None:  # a decode step
+        if n == 1 and input_pos is not None and q.dtype == torch.float32:  # an fp32 decode step
             y = one_query_attention(q, k, v, mask)  # (B, H, 1, K)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, K)
@@ -257,8 +257,9 @@ def one_query_attention(
 ) -> torch.Tensor:
     """Attention of one query per row, q (B, H, 1, K), over the cache k, v (B, H, C, K) with a bool mask
     (B, 1, 1, C): what F.scaled_dot_product_attention computes, as two matrix-vector products around an
-    fp32 softmax. SDPA's fused GPU kernels tile over queries, so one query leaves most of the GPU idle while
-    a few blocks walk all C keys; these ops spread over the keys (docs/generation.md, "Speed")."""
+    fp32 softmax. In fp32, SDPA's GPU kernel (memory-efficient) tiles over queries, so one query leaves most
+    of the GPU idle while a few blocks walk all C keys; these ops spread over the keys. In bf16 and fp16
+    SDPA's flash kernel is the faster one, so Attention calls this for fp32 only (docs/generation.md, "Speed")."""
     scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5  # (B, H, 1, C)
     weights = torch.softmax(scores.masked_fill(~mask, -math.inf), dim=-1)
     return weights.to(v.dtype) @ v  # (B, H, 1, K)
