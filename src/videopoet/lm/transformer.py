@@ -258,8 +258,8 @@ def one_query_attention(
     """Attention of one query per row, q (B, H, 1, K), over the cache k, v (B, H, C, K) with a bool mask
     (B, 1, 1, C): what F.scaled_dot_product_attention computes, as two matrix-vector products around an
     fp32 softmax. In fp32, SDPA's GPU kernel (memory-efficient) tiles over queries, so one query leaves most
-    of the GPU idle while a few blocks walk all C keys; these ops spread over the keys. In bf16 and fp16
-    SDPA's flash kernel is the faster one, so Attention calls this for fp32 only (docs/generation.md, "Speed")."""
+    of the GPU idle while a few blocks walk all C keys; these ops spread over the keys. In bf16
+    SDPA's step measured faster, so Attention calls this for fp32 only (docs/generation.md, "Speed")."""
     scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5  # (B, H, 1, C)
     weights = torch.softmax(scores.masked_fill(~mask, -math.inf), dim=-1)
     return weights.to(v.dtype) @ v  # (B, H, 1, K)
