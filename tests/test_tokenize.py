@@ -477,11 +477,11 @@ def test_resume_with_other_settings_is_refused(tokenizer_dirs, tmp_path, capsys)
     assert R.TokenShardDataset(out)[0].key == "synthetic/train/5"
 
 
-def test_term_to_the_process_group_leaves_no_worker_behind(tokenizer_dirs, tmp_path):
+def test_term_to_the_process_group_stops_cleanly_and_resumes(tokenizer_dirs, tmp_path):
     """A time limit's TERM reaches the command and its loader workers (one process group). The workers
-    ignore it (a trainer's main process needs them to); the main process dies of it here, and its workers
-    must die with it rather than linger, holding the terminal's pipe (communicate would time out). The
-    shards written so far resume to the full set."""
+    ignore it; the main process finishes its batch, keeps the shards so far, says so in one line and exits
+    143, and the workers go with it rather than linger, holding the terminal's pipe (communicate would time
+    out). --resume completes the set."""
     import os
     import signal
     import subprocess
@@ -500,7 +500,63 @@ def test_term_to_the_process_group_leaves_no_worker_behind(tokenizer_dirs, tmp_p
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)  # returns once every holder of the pipe is gone
-    assert proc.returncode == -signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    assert "(signal 15); continue with --resume" in err.strip().splitlines()[-1]
+    info = json.loads((out / R.INFO_FILE).read_text())
+    assert (
+        not info["complete"]
+        and 0 < info["records"] < 400
+        and len(R.TokenShardDataset(out)) == info["records"]
+    )
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / R.INFO_FILE).read_text())["records"] == 400
+
+
+def _term_after_first_batch(monkeypatch):
+    """SIGTERM to this process once the first batch is written (as a time limit would send it)."""
+    import os
+    import signal
+
+    write = T.write_batch
+    sent = []
+
+    def write_then_term(*args):
+        n = write(*args)
+        if not sent:  # the command's own handler, not the default one that would end the test run
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+        return n
+
+    monkeypatch.setattr(T, "write_batch", write_then_term)
+
+
+def test_signal_keeps_the_shards_so_far_and_resume_matches_one_run(
+    tokenizer_dirs, tmp_path, capsys, monkeypatch
+):
+    whole = tmp_path / "whole"
+    assert run(tokenize_argv(tokenizer_dirs, whole, "--text", "none", "--shard-size", 3), capsys)[0] == 0
+    out = tmp_path / "t"
+    with monkeypatch.context() as m:
+        _term_after_first_batch(m)
+        rc, _, err = run(tokenize_argv(tokenizer_dirs, out, "--text", "none", "--shard-size", 3), capsys)
+    assert rc == 143 and "stopped after 2 new record(s) (signal 15); continue with --resume" in err, err
+    info = json.loads((out / R.INFO_FILE).read_text())
+    assert (info["complete"], info["records"], len(R.TokenShardDataset(out))) == (False, 2, 2)
+    assert (
+        run(tokenize_argv(tokenizer_dirs, out, "--text", "none", "--shard-size", 3, "--resume"), capsys)[0]
+        == 0
+    )
+    assert shard_bytes(out) == shard_bytes(whole)
+    assert json.loads((out / R.INFO_FILE).read_text())["complete"]
+
+
+def test_signal_during_overwrite_keeps_the_earlier_set(tokenizer_dirs, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "t"
+    assert run(tokenize_argv(tokenizer_dirs, out, "--text", "none", num=2), capsys)[0] == 0
+    before, info = shard_bytes(out), (out / R.INFO_FILE).read_text()
+    _term_after_first_batch(monkeypatch)
+    rc, _, err = run(tokenize_argv(tokenizer_dirs, out, "--text", "none", "--overwrite", "--seed", 5), capsys)
+    assert rc == 143 and f"the earlier set in {out} is unchanged" in err, err
+    assert shard_bytes(out) == before and (out / R.INFO_FILE).read_text() == info
+    assert sorted(p.name for p in out.iterdir()) == sorted([*before, R.INFO_FILE])  # no staging folder left

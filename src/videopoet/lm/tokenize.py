@@ -5,8 +5,9 @@ process tokenizes them on the device, one batch at a time, in dataset order. Sha
 as they complete; ``tokens.json`` records the run's settings and each complete shard, so ``--resume``
 continues after the last complete shard (with the same settings: anything that changes the records is
 compared) and gives the same shards as one uninterrupted run. ``--overwrite`` replaces an earlier set only
-once the new one is complete (``videopoet.outputs.staged_files``). ``--text-only`` adds text embeddings to
-an existing set. Arguments are declared in ``videopoet/cli.py``.
+once the new one is complete (``videopoet.outputs.staged_files``). SIGTERM or Ctrl-C stops after the
+current batch with the shards so far (exit 128 + the signal). ``--text-only`` adds text embeddings to an
+existing set. Arguments are declared in ``videopoet/cli.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any
 from videopoet.errors import UserError
 from videopoet.lm import records as R
 from videopoet.outputs import atomic_write_text, check_output, existing_files, staged_files
+from videopoet.signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,23 @@ def main(args) -> int:
         return 0
     run = Run(args, tokenizer, dataset, info, start, num)
     t0 = time.perf_counter()
-    _write_set(out, run)
+    replace = args.overwrite and bool(existing_files(out, R.SHARD_PATTERN))
+    signum = _write_set(out, run, replace)
+    if signum is not None:
+        return _stopped(out, run, signum, replace)
     _report(out, run, time.perf_counter() - t0)
     return 0
+
+
+def _stopped(out: Path, run: Run, signum: int, replace: bool) -> int:
+    """One line for a run a signal stopped → 128 + the signal (not 0: the set is not complete)."""
+    if replace:
+        print(f"videopoet: stopped (signal {signum}); the earlier set in {out} is unchanged", file=sys.stderr)
+    else:
+        n = run.stats["records"]
+        print(f"videopoet: stopped after {n} new record(s) (signal {signum}); continue with --resume",
+              file=sys.stderr)  # fmt: skip
+    return 128 + signum
 
 
 # --------------------------------------------------------------------------------------------- setup
@@ -268,10 +285,15 @@ class Run:
     stats: Counter = field(default_factory=Counter)
 
 
-def _write_set(out: Path, run: Run) -> None:
-    """Tokenize the run's items into shards; --overwrite of an earlier set goes through a staging folder."""
+class _Stopped(Exception):
+    """A signal stopped a staged (--overwrite) set: its files are dropped, the earlier set stays."""
+
+
+def _write_set(out: Path, run: Run, replace: bool) -> int | None:
+    """Tokenize the run's items into shards; ``replace`` (--overwrite of an earlier set) goes through a
+    staging folder. SIGTERM or Ctrl-C stops after the current batch: the shards so far are kept (a staged
+    set's are dropped, the earlier set stays) → the signal, else None."""
     info = run.info
-    replace = run.args.overwrite and bool(existing_files(out, R.SHARD_PATTERN))
     if not replace:
         _write_info(out, info)
 
@@ -281,20 +303,28 @@ def _write_set(out: Path, run: Run) -> None:
         if not replace:  # a staged set is described once it is in place
             _write_info(out, info)
 
-    if replace:
-        with staged_files(out, R.SHARD_PATTERN, overwrite=True) as stage:
-            _tokenize_into(stage, run, on_shard)
-    else:
-        _tokenize_into(out, run, on_shard)
-    info.update(complete=True, num=run.num)
-    _write_info(out, info)
+    with StopSignals("stopping after this batch; the shards so far are kept") as stop:
+        if not replace:
+            _tokenize_into(out, run, on_shard, stop)
+        else:
+            try:
+                with staged_files(out, R.SHARD_PATTERN, overwrite=True) as stage:
+                    _tokenize_into(stage, run, on_shard, stop)
+                    if stop.signum is not None:
+                        raise _Stopped
+            except _Stopped:
+                pass
+    if stop.signum is None:
+        info.update(complete=True, num=run.num)
+        _write_info(out, info)
+    return stop.signum
 
 
 def _write_info(out: Path, info: dict[str, Any]) -> None:
     atomic_write_text(out / R.INFO_FILE, json.dumps(info, indent=2) + "\n")
 
 
-def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
+def _tokenize_into(folder: Path, run: Run, on_shard, stop: StopSignals) -> None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -326,6 +356,8 @@ def _tokenize_into(folder: Path, run: Run, on_shard) -> None:
             stats["records"] += written
             bar.update(len(batch))
             bar.set_postfix(skipped=stats["skipped"], refresh=False)
+            if stop.signum is not None:
+                break
     writer.close()
 
 

@@ -52,6 +52,7 @@ from videopoet.data.datasets import loader_worker_init
 from videopoet.device import pick_device
 from videopoet.distributed import all_sum, is_distributed
 from videopoet.errors import UserError
+from videopoet.signals import StopSignals
 from videopoet.train import checkpoint as ckpt
 from videopoet.train.common import MetricsLogger, cosine_lr, seed_everything
 
@@ -260,7 +261,7 @@ class Engine:
         self.amp = cfg.precision == "bf16" and self.device.type == "cuda"
         self.nonfinite_total = self.nonfinite_run = 0
         self._step_nonfinite = False
-        self._signal: int | None = None
+        self._stop = StopSignals("stopping after this step with a checkpoint")
         seed_everything(cfg.seed)
 
     # ------------------------------------------------------------------ parallelism
@@ -398,12 +399,10 @@ class Engine:
         loader = self._loader(recipe)
         self._progress_keys = recipe.progress_keys
         bar = self._bar(progress)
-        handlers = self._catch_signals()
         try:
-            reason = self._loop(recipe, loader, metrics, bar, t0)
+            with self._stop:
+                reason = self._loop(recipe, loader, metrics, bar, t0)
         finally:
-            for sig, old in handlers.items():
-                signal.signal(sig, old)
             if bar is not None:
                 bar.close()
         return self._finish(recipe, metrics, reason, t0)
@@ -464,7 +463,7 @@ class Engine:
     def _stop_reason(self, first: int, t0: float) -> str:
         cfg = self.cfg
         out_of_time = bool(cfg.max_minutes) and (time.time() - t0) / 60 >= cfg.max_minutes
-        flags = all_sum(torch.tensor([int(self._signal is not None), int(out_of_time)]))
+        flags = all_sum(torch.tensor([int(self._stop.signum is not None), int(out_of_time)]))
         if self.step >= cfg.max_steps:
             return ""
         if int(flags[0]):
@@ -501,7 +500,7 @@ class Engine:
         self._close(metrics)
         if not exported:
             _say(f"videopoet: stopped at step {self.step} ({reason}); continue with --resume")
-        return 130 if self._signal == signal.SIGINT else 0
+        return 130 if self._stop.signum == signal.SIGINT else 0
 
     # ------------------------------------------------------------------ helpers
     def _loader(self, recipe: Recipe) -> DataLoader:
@@ -550,23 +549,6 @@ class Engine:
             # peer is still finishing its last save can abort in gloo at exit ("terminate called ...").
             dist.barrier()
             dist.destroy_process_group()
-
-    def _catch_signals(self) -> dict[int, Any]:
-        """SIGTERM and Ctrl-C end the current step, then checkpoint and stop (main thread only)."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            old[sig] = signal.signal(sig, self._on_signal)
-        return old
-
-    def _on_signal(self, signum, frame) -> None:
-        if self._signal is not None:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self._signal = signum
-        log.warning("signal %d: stopping after this step with a checkpoint", signum)
 
 
 def _to_device(data: Any, device: torch.device) -> Any:
