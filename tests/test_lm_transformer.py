@@ -198,7 +198,7 @@ def test_one_query_attention_is_sdpa(dtype):
 
 @pytest.mark.parametrize("dtype,used", [(torch.float32, True), (torch.bfloat16, False)])
 def test_decode_step_attention_by_dtype(monkeypatch, dtype, used):
-    """A cached one-token step takes one_query_attention in fp32 only; bf16 keeps SDPA (its flash kernel)."""
+    """A cached one-token step takes one_query_attention in fp32 only; bf16 keeps SDPA (faster there)."""
     import videopoet.lm.transformer as tr
 
     calls = []
