@@ -25,6 +25,9 @@ position gets logits. Per block:
   condition (classifier-free guidance; ``lo_tokens=None`` means exactly that). A text row with
   ``text_mask`` all False is the dropped text: every text cross-attention also sees one learned null
   token, so it never attends to nothing.
+- The parent path: each high-res position's input also holds the embedding of the low-res token above
+  it (the one whose 2×2 children it is), so a fully masked grid starts from the condition in place;
+  the cross-attention then reads the window around it.
 - Positions: fixed 3-D sinusoids of the high-res coordinates (no parameters, any grid size); a low-res
   token sits at high-res coordinate 2i + 0.5, between the two high-res tokens it covers.
 
@@ -370,8 +373,10 @@ class SuperResTransformer(Pretrained, nn.Module):
         if lo_tokens is None:
             lo_tokens = hi_tokens.new_full((b, t, h // 2, w // 2), self.config.mask_id)
         dev, dim = hi_tokens.device, self.config.dim
-        x = self.hi_embed(hi_tokens) + grid_positions((t, h, w), dim).to(dev)  # (B, T, H, W, D)
-        lo = self.lo_embed(lo_tokens) + grid_positions((t, h // 2, w // 2), dim, stride=2).to(dev)
+        lo = self.lo_embed(lo_tokens)  # (B, T, h, w, D)
+        parent = lo.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # (B, T, H, W, D)
+        x = self.hi_embed(hi_tokens) + parent + grid_positions((t, h, w), dim).to(dev)  # (B, T, H, W, D)
+        lo = lo + grid_positions((t, h // 2, w // 2), dim, stride=2).to(dev)
         context, ok = self._text_context(text, text_mask, b, x.dtype)  # (B, 1+S, D), (B, 1, 1, 1+S)
         for block in self.blocks:
             x = block(x, lo, windows, context, ok)
