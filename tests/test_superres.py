@@ -194,6 +194,23 @@ def test_only_the_rows_guidance_reads_are_run(with_text, text_scale, lo_scale, r
 
 
 # ============================================================================================ model
+def test_parent_path_places_each_low_res_token_on_its_four_children():
+    """With every attention's output projection zeroed only the per-position path is left: a low-res
+    token then reaches exactly the 2×2 high-res positions under it."""
+    model = _model()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("wo.weight"):
+                param.zero_()
+        hi, lo, _ = _inputs(b=1)
+        hi = torch.full_like(hi, CFG.mask_id)  # a fully masked grid, as MaskGIT starts
+        base = model(hi, lo).a
+        moved = lo.clone()
+        moved[0, 1, 2, 3] = (lo[0, 1, 2, 3] + 1) % CFG.mask_id
+        changed = _changed_positions(model(hi, moved).a, base)
+    assert changed == {(1, y, x) for y in (4, 5) for x in (6, 7)}
+
+
 def test_text_reaches_the_output_and_masked_text_is_no_text():
     model = _model()
     hi, lo, text = _inputs()
