@@ -172,6 +172,18 @@ def test_maskgit_decode_fills_keeps_and_repeats():
     assert not torch.equal(maskgit_decode(model, lo, text, None, seed=8, **kwargs), out)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled MaskGIT forward is a GPU path")
+def test_compiled_maskgit_on_gpu_matches_eager():
+    torch.manual_seed(0)
+    model = SuperResTransformer.from_preset("debug").cuda().eval()
+    _, lo, text = (x.cuda() for x in _inputs(b=1))
+    for kw in (dict(temperature=0.0), dict(seed=3)):
+        kw |= dict(steps=6, text_scale=3.0, lo_scale=2.0)
+        eager = maskgit_decode(model, lo, text, **kw)
+        for _ in range(2):  # the second call replays the captured graphs
+            assert torch.equal(maskgit_decode(model, lo, text, compile=True, **kw), eager)
+
+
 def test_maskgit_decode_at_scale_one_ignores_the_guidance_rows():
     model = _model()
     _, lo, text = _inputs()

@@ -420,7 +420,7 @@ class VideoPoetPipeline:
         scale = TEXT_GUIDANCE if text is not None else 1.0
         frames = upscale_frames(
             out.frames, self.video_tokenizer, stages, text=text, text_mask=text_mask, text_scale=scale,
-            seed=ctx.seed,
+            seed=ctx.seed, compile=ctx.sampling["compile"],
         )  # fmt: skip
         return dataclasses.replace(out, frames=frames)
 

@@ -56,6 +56,7 @@ def upscale_tokens(
     lo_scale: float = 1.0,
     temperature: float = 1.0,
     seed: int = 0,
+    compile: bool = False,
 ) -> torch.Tensor:
     """One 2× stage: low-res tokens (B, t, h, w) → high-res tokens (B, t, 2h, 2w). ValueError when the
     model's windows do not tile the high-res grid."""
@@ -66,7 +67,7 @@ def upscale_tokens(
         raise ValueError(f"super-resolution of a {tuple(lo_tokens.shape[1:])} token grid: {why}")
     return maskgit_decode(
         model, lo_tokens, text, text_mask, steps=steps, text_scale=text_scale, lo_scale=lo_scale,
-        temperature=temperature, seed=seed,
+        temperature=temperature, seed=seed, compile=compile,
     )  # fmt: skip
 
 
