@@ -237,6 +237,19 @@ def test_text_reaches_the_output_and_masked_text_is_no_text():
     assert torch.equal(dropped.a, all_mask.a)
 
 
+def test_a_model_without_text_has_no_projection_and_refuses_text():
+    torch.manual_seed(0)
+    model = SuperResTransformer.from_preset("debug", text_dim=0).eval()
+    assert model.text_proj is None
+    hi, lo, text = _inputs()
+    with torch.no_grad():
+        assert model(hi, lo).a.shape == (*hi.shape, CFG.factor_size)
+        with pytest.raises(ValueError, match="takes no text"):
+            model(hi, lo, text[..., :0])
+    with pytest.raises(ValueError, match="text_dim must be"):
+        SuperResTransformer.from_preset("debug", text_dim=-1)
+
+
 @pytest.fixture(scope="module")
 def tiny_meta():
     with torch.device("meta"):

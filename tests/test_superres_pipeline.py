@@ -63,6 +63,21 @@ def test_upscale_after_the_lm_and_save_load(parts, tmp_path):
     )
 
 
+def test_a_model_without_text_upscales_with_a_prompt(parts, monkeypatch):
+    from videopoet.superres import upscale
+
+    seen = []
+    real = upscale.upscale_tokens
+    monkeypatch.setattr(upscale, "upscale_tokens", lambda *a, **kw: seen.append(a[2]) or real(*a, **kw))
+    torch.manual_seed(1)
+    notext = SuperResTransformer.from_preset("debug", text_dim=0)
+    pipe = VideoPoetPipeline(*parts[:4], super_resolution=notext)
+    assert _run(pipe, upscale=2).frames.shape == (5, 64, 64, 3)
+    assert seen == [None]  # the prompt did not reach the model
+    _run(VideoPoetPipeline(*parts), upscale=2)
+    assert seen[1] is not None  # a model with text gets the prompt
+
+
 def test_generate_cli_upscale(parts, tmp_path, capsys, monkeypatch):
     pytest.importorskip("av")
     from videopoet import cli

@@ -1,6 +1,7 @@
 """Super-resolution training on the debug presets: the item draws (masking, noise, dropout), the loss on
 masked tokens only, and a few engine steps → the exported component loads and samples identically."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,7 @@ def test_train_export_load_identical_samples(tmp_path):
     trained.load_state_dict(recipe.model.state_dict())
     recipe.ema.copy_to(trained)  # the export holds the EMA weights
     loaded = SuperResTransformer.from_pretrained(final)
+    assert loaded.config.text_dim == 0  # trained with text_encoder = "none": the export says it takes none
     lo = torch.randint(0, CFG.mask_id, (1, 2, 4, 4), generator=torch.Generator().manual_seed(1))
     kw = dict(steps=3, lo_scale=2.0, seed=5)
     a, b = maskgit_decode(trained.eval(), lo, **kw), maskgit_decode(loaded, lo, **kw)
@@ -141,7 +143,7 @@ def test_train_export_load_identical_samples(tmp_path):
 
 def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
     torch.manual_seed(3)
-    SuperResTransformer(CFG).save_pretrained(tmp_path / "src")
+    SuperResTransformer(dataclasses.replace(CFG, text_dim=0)).save_pretrained(tmp_path / "src")  # no text
     cfg = _debug_cfg(tmp_path / "a", init_from=str(tmp_path / "src"))
     recipe = SuperResRecipe(cfg, Engine(cfg))
     source = SuperResTransformer.from_pretrained(tmp_path / "src").state_dict()
@@ -149,6 +151,10 @@ def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
     wider = _debug_cfg(tmp_path / "b", init_from=str(tmp_path / "src"), model={"dim": 2 * CFG.dim})
     with pytest.raises(ValueError, match="different architecture"):  # the CLI's one-line error
         SuperResRecipe(wider, Engine(wider))
+    SuperResTransformer(CFG).save_pretrained(tmp_path / "texted")  # a model with a text projection
+    textless = _debug_cfg(tmp_path / "c", init_from=str(tmp_path / "texted"))
+    with pytest.raises(ValueError, match="different architecture"):
+        SuperResRecipe(textless, Engine(textless))
 
 
 def test_resume_continues_to_the_same_weights(tmp_path):

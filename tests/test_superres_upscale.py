@@ -105,6 +105,16 @@ def test_bad_input_is_one_line_and_exit_2(models, tmp_path, capsys, case, match)
     assert case != "exists" or out.read_bytes() == b"mine"
 
 
+def test_prompt_for_a_model_without_text_is_one_line(models, tmp_path, capsys):
+    SuperResTransformer.from_preset("debug", text_dim=0).save_pretrained(tmp_path / "notext")
+    src, out = _clip(tmp_path / "in.mp4", frames=5, audio=False), tmp_path / "out.mp4"
+    base = ["--model", tmp_path / "notext", "--video-tokenizer", models / "tok", "--steps", "2"]
+    status = _main(["upscale", src, "--out", out, "--prompt", "a red circle", *base])
+    _one_line_exit_2(capsys, status, "trained without text")
+    assert not out.exists()
+    assert _main(["upscale", src, "--out", out, *base]) == 0  # without --prompt it upscales
+
+
 def test_no_model_says_pass_model(tmp_path, capsys):
     src = _clip(tmp_path / "in.mp4", frames=5, audio=False)
     _one_line_exit_2(capsys, _main(["upscale", src, "--out", tmp_path / "o.mp4"]), "--model DIR")

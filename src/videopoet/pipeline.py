@@ -133,7 +133,8 @@ class VideoPoetPipeline:
             from videopoet.superres.upscale import check_vocabulary
 
             check_vocabulary(video_tokenizer, [super_resolution])
-            if text_encoder is not None and text_encoder.dim != super_resolution.config.text_dim:
+            sr_text = super_resolution.config.text_dim  # 0: a model without text, given none
+            if text_encoder is not None and sr_text and text_encoder.dim != sr_text:
                 raise UserError(
                     f"the text encoder gives {text_encoder.dim}-d embeddings; the super-resolution model "
                     f"takes {super_resolution.config.text_dim}"
@@ -413,7 +414,8 @@ class VideoPoetPipeline:
         from videopoet.superres.upscale import TEXT_GUIDANCE, stages_for, upscale_frames
 
         text = text_mask = None
-        if ctx.prompt and ctx.prompt.strip() and self.text_encoder is not None:
+        reads_text = self.super_resolution.config.text_dim > 0
+        if reads_text and ctx.prompt and ctx.prompt.strip() and self.text_encoder is not None:
             embeddings, mask = self.text_encoder.encode([ctx.prompt])
             text, text_mask = embeddings.to(self.device), mask.to(self.device)
         stages = stages_for([self.super_resolution], factor)

@@ -24,7 +24,8 @@ position gets logits. Per block:
 - [MASK] (id 2^b) has its own embedding on both grids: a low-res grid all [MASK] is the dropped
   condition (classifier-free guidance; ``lo_tokens=None`` means exactly that). A text row with
   ``text_mask`` all False is the dropped text: every text cross-attention also sees one learned null
-  token, so it never attends to nothing.
+  token, so it never attends to nothing. ``text_dim`` 0 is a model trained without text: it has no text
+  projection, attends to the null token only, and refuses text.
 - The parent path: each high-res position's input also holds the embedding of the low-res token above
   it (the one whose 2×2 children it is), so a fully masked grid starts from the condition in place;
   the cross-attention then reads the window around it.
@@ -64,12 +65,14 @@ class SuperResConfig:
     vertical: Window = (1, 0, 4)  # window of the first layer of a block: tall strips
     horizontal: Window = (1, 8, 0)  # second layer: wide strips
     temporal: Window = (0, 8, 8)  # third layer: a spatial tile through time
-    text_dim: int = 384  # E: width of the text encoder's per-token embeddings
+    text_dim: int = 384  # E: width of the text encoder's per-token embeddings; 0 = a model without text
 
     def __post_init__(self) -> None:
-        for name in ("codebook_bits", "dim", "n_blocks", "n_heads", "mlp_mult", "text_dim"):
+        for name in ("codebook_bits", "dim", "n_blocks", "n_heads", "mlp_mult"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.text_dim < 0:
+            raise ValueError(f"text_dim must be ≥ 0 (0: no text), got {self.text_dim}")
         if self.codebook_bits % 2:
             raise ValueError(f"codebook_bits={self.codebook_bits} must be even (two equal factors)")
         if self.dim % self.n_heads:
@@ -334,7 +337,7 @@ class SuperResTransformer(Pretrained, nn.Module):
         self.config = cfg = config
         self.hi_embed = FactorEmbedding(cfg.factor_size, cfg.dim)
         self.lo_embed = FactorEmbedding(cfg.factor_size, cfg.dim)
-        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim, bias=False)
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_dim else None
         self.text_null = nn.Parameter(torch.zeros(cfg.dim))  # always attendable: text_mask may be all False
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         self.norm = RMSNorm(cfg.dim)
@@ -412,6 +415,8 @@ class SuperResTransformer(Pretrained, nn.Module):
         for window in windows:
             if window[1] % 2 or window[2] % 2:
                 raise ValueError(f"window {window} on grid {(t, h, w)} has an odd spatial size")
+        if text is not None and not cfg.text_dim:
+            raise ValueError("this super-resolution model takes no text (text_dim 0: trained without it)")
         _check_text(text, text_mask, b, cfg.text_dim)
         return windows
 

@@ -192,13 +192,14 @@ def load_models(args, device) -> tuple:
 def _prompt(args, models, device):
     if not args.prompt:
         return None, None
+    dims = {m.config.text_dim for m in models}
+    if 0 in dims:
+        raise UserError("--prompt: this super-resolution model was trained without text (text_dim 0)")
     from videopoet.text import load_text_encoder
 
     encoder = load_text_encoder(device=device)
-    if encoder.dim != models[0].config.text_dim:
-        raise UserError(
-            f"the text encoder gives {encoder.dim}-d embeddings; the model takes {models[0].config.text_dim}"
-        )
+    if dims != {encoder.dim}:
+        raise UserError(f"the text encoder gives {encoder.dim}-d embeddings; the models take {sorted(dims)}")
     text = encoder.encode([args.prompt])
     return text.embeddings, text.mask
 

@@ -81,7 +81,9 @@ class SuperResTrainConfig(TrainConfig):
             raise ConfigError("sample_steps and eval_items must be at least 1")
 
     def model_config(self) -> SuperResConfig:
-        return override_fields(PRESETS[self.preset], self.model)  # ConfigError names a bad key or value
+        cfg = override_fields(PRESETS[self.preset], self.model)  # ConfigError names a bad key or value
+        # trained without text, the model says so (text_dim 0), and the pipeline gives it none
+        return dataclasses.replace(cfg, text_dim=0) if self.text_encoder == "none" else cfg
 
 
 # ============================================================================================ items
