@@ -214,8 +214,10 @@ class SuperResRecipe(Recipe):
     # ------------------------------------------------------------------ one step
     @torch.no_grad()
     def _tokens(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clips (B, 3, T, H, W) → target tokens (B, t, H', W') and condition tokens (B, t, H'/2, W'/2)."""
-        return self.tokenizer.encode(video), self.tokenizer.encode(downsample(video))
+        """Clips (B, 3, T, H, W) → target tokens (B, t, H', W') and condition tokens (B, t, H'/2, W'/2),
+        encoded in the run's precision (bf16 on CUDA: most of a step's arithmetic is these encodes)."""
+        with autocast(self.engine.device, self.engine.amp):
+            return self.tokenizer.encode(video), self.tokenizer.encode(downsample(video))
 
     @torch.no_grad()
     def _text(self, captions: list[str], drop: torch.Tensor):
