@@ -10,7 +10,8 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
 128×128 and at 256×256, so the reference is exact. Rows, each against the 256×256 rendering:
 
 - (a) ``superres``: the SR model's 2× of the video tokenizer's tokens of the 128×128 clip, decoded
-  (needs --model; skipped with the reason otherwise);
+  (needs --model; skipped with the reason otherwise). A model with text reads the scene's caption
+  (MiniLM; text guidance ``--guidance-text``, 4.0 as in the pipeline; ``--no-text`` for none);
 - (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
 - (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
 - ``reference``: the rendering itself (the judge's own ceiling; PSNR/SSIM are undefined there).
@@ -48,6 +49,13 @@ def _args(argv):
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--steps", type=int, default=24, help="MaskGIT steps (row a and --speed)")
     ap.add_argument("--guidance-lowres", type=float, default=1.0)
+    ap.add_argument("--guidance-text", type=float, default=4.0, help="row (a), a model with text")
+    ap.add_argument(
+        "--text",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="row (a): a model with text reads each scene's caption (MiniLM), as in the pipeline",
+    )
     ap.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--speed", action="store_true", help="MaskGIT vs autoregressive decoding time")
     ap.add_argument("--preset", default="tiny", help="SR preset of --speed")
@@ -86,7 +94,15 @@ def _bicubic2x(video: torch.Tensor) -> torch.Tensor:
     return big.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2).clamp(-1, 1)
 
 
-def _row_outputs(seed, args, tokenizer, model, device) -> dict[str, torch.Tensor]:
+def _caption_text(encoder, caption: str, device):
+    """(text (1, S, E), text_mask (1, S)) of a caption, or (None, None) without an encoder."""
+    if encoder is None:
+        return None, None
+    out = encoder.encode([caption])
+    return out.embeddings.to(device), out.mask.to(device)
+
+
+def _row_outputs(seed, args, tokenizer, model, device, encoder=None) -> dict[str, torch.Tensor]:
     from videopoet.data.synthetic import render_clip
     from videopoet.superres.upscale import upscale_tokens
 
@@ -96,7 +112,10 @@ def _row_outputs(seed, args, tokenizer, model, device) -> dict[str, torch.Tensor
     big = render_clip(seed, split="heldout", width=256, height=256, frames=args.frames)
     out["tokenizer_256"] = tokenizer.decode(tokenizer.encode(_to_tensor(big.frames).to(device)))
     if model is not None:
-        hi = upscale_tokens(model, lo_tokens, steps=args.steps, lo_scale=args.guidance_lowres, seed=seed)
+        text, mask = _caption_text(encoder, small.caption or "", device)
+        scale = args.guidance_text if text is not None else 1.0
+        hi = upscale_tokens(model, lo_tokens, text, mask, steps=args.steps, text_scale=scale,
+                            lo_scale=args.guidance_lowres, seed=seed)  # fmt: skip
         out["superres"] = tokenizer.decode(hi)
     return {k: v.float().cpu() for k, v in out.items()} | {"_clip": big}
 
@@ -109,11 +128,16 @@ def quality(args, device) -> dict:
 
     tokenizer = VideoTokenizer.from_pretrained(args.video_tokenizer, device=device).eval()
     model = None if not args.model else SuperResTransformer.from_pretrained(args.model, device=device).eval()
+    encoder = None
+    if model is not None and model.config.text_dim and args.text:
+        from videopoet.text import load_text_encoder
+
+        encoder = load_text_encoder(device=device)
     rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0} for name in ("superres", "bicubic",
             "tokenizer_256", "reference")}  # fmt: skip
     t0 = time.perf_counter()
     for seed in args.seeds:
-        out = _row_outputs(seed, args, tokenizer, model, device)
+        out = _row_outputs(seed, args, tokenizer, model, device, encoder)
         clip = out.pop("_clip")
         target = _to_tensor(clip.frames)
         hits, n = _small_object_hits(clip.frames, clip.attributes)
@@ -128,6 +152,12 @@ def quality(args, device) -> dict:
     result = {name: _summary(row) for name, row in rows.items()}
     if model is None:
         result["superres"] = {"skipped": "no --model DIR: no super-resolution model is bundled yet"}
+    else:
+        result["superres"]["settings"] = {
+            "steps": args.steps,
+            "guidance_lowres": args.guidance_lowres,
+            "guidance_text": args.guidance_text if encoder is not None else None,
+        }
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
