@@ -137,7 +137,7 @@ class VideoPoetPipeline:
             if text_encoder is not None and sr_text and text_encoder.dim != sr_text:
                 raise UserError(
                     f"the text encoder gives {text_encoder.dim}-d embeddings; the super-resolution model "
-                    f"takes {super_resolution.config.text_dim}"
+                    f"takes {sr_text}"
                 )
         self.audio_tokenizer = audio_tokenizer.eval()
         self.text_encoder = text_encoder

@@ -31,8 +31,13 @@ def frames_to_tensor(frames: np.ndarray, device=None):
 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(3, 0, 1, 2).float()
-    return x / 127.5 - 1.0
+    return uint8_to_video(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
+
+
+def uint8_to_video(frames):
+    """uint8 tensor (..., T, H, W, 3) → float (..., 3, T, H, W) in [-1, 1], on the tensor's device: one clip
+    or a batch. Data can travel as uint8 (a quarter of the bytes) and be converted where it lands."""
+    return frames.movedim(-1, -4).float() / 127.5 - 1.0
 
 
 def tensor_to_frames(video) -> np.ndarray:

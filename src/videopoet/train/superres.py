@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from videopoet.config import ConfigError, override_fields
+from videopoet.data.sample import uint8_to_video
 from videopoet.device import autocast
 from videopoet.outputs import atomic_write_text
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
@@ -117,12 +118,6 @@ class ItemDraws:
             "drop_lo": bool(rng.random() < self.lo_dropout),
             "drop_text": bool(rng.random() < self.text_dropout),
         }
-
-
-def frames_to_video(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) → float (B, 3, T, H, W) in [-1, 1]: batches travel as uint8 (a quarter of the
-    bytes through the loader and to the device) and are converted where they land."""
-    return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
 def downsample(video: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -231,7 +226,7 @@ class SuperResRecipe(Recipe):
         return out.embeddings.to(dev), out.mask.to(dev) & ok[:, None]
 
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        hi_tokens, lo_tokens = self._tokens(frames_to_video(batch["frames"]))
+        hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
         hi_in, lo_in = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id)
         text, text_mask = self._text(batch["caption"], batch["drop_text"])
         with autocast(self.engine.device, self.engine.amp):
@@ -283,7 +278,7 @@ class SuperResRecipe(Recipe):
         from videopoet.sampling.masked import maskgit_decode
 
         self.model.eval()
-        video = frames_to_video(self._eval_batch()["frames"][: self.cfg.num_samples])
+        video = uint8_to_video(self._eval_batch()["frames"][: self.cfg.num_samples])
         hi_tokens, lo_tokens = self._tokens(video)
         sr = maskgit_decode(self.model, lo_tokens, steps=self.cfg.sample_steps, seed=self.cfg.seed)
         out, ceiling = self.tokenizer.decode(sr), self.tokenizer.decode(hi_tokens)
