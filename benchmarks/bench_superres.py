@@ -14,11 +14,14 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
   (MiniLM; text guidance ``--guidance-text``, 4.0 as in the pipeline; ``--no-text`` for none);
 - (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
 - (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
+- (d) ``bicubic_tokens``: the tokenizer's tokens of row (b)'s 256×256 frames, decoded: what copying the
+  bicubic upsample into the 256×256 token grid gives, without any model;
 - ``reference``: the rendering itself (the judge's own ceiling; PSNR/SSIM are undefined there).
 
 Metrics: PSNR and SSIM (eval/metrics.py, per frame, averaged over frames and clips) and the world judge's
 shape accuracy on the small objects (objects of size "small", matched by colour: a missing one counts
-wrong), pooled over the clips.
+wrong), pooled over the clips. Rows (a) and (d) also report ``token_agreement``: the fraction of their
+high-res tokens equal to the tokenizer's tokens of the 256×256 rendering (row c's tokens).
 
 Speed (--speed): the SR preset's 24 MaskGIT steps, unguided (one row per step) and guided on text and
 low-res (three rows per step: ``maskgit_decode`` with scales 8 and 2), against autoregressive decoding
@@ -102,22 +105,27 @@ def _caption_text(encoder, caption: str, device):
     return out.embeddings.to(device), out.mask.to(device)
 
 
-def _row_outputs(seed, args, tokenizer, model, device, encoder=None) -> dict[str, torch.Tensor]:
+def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
+    """Each row's decoded 256×256 clip (1, 3, T, H, W) on the CPU, the 256×256 rendering, and the token
+    agreement of rows (a) and (d) with the rendering's tokens."""
     from videopoet.data.synthetic import render_clip
     from videopoet.superres.upscale import upscale_tokens
 
     small = render_clip(seed, split="heldout", width=128, height=128, frames=args.frames)
     lo_tokens = tokenizer.encode(_to_tensor(small.frames).to(device))
-    out = {"bicubic": _bicubic2x(tokenizer.decode(lo_tokens))}
     big = render_clip(seed, split="heldout", width=256, height=256, frames=args.frames)
-    out["tokenizer_256"] = tokenizer.decode(tokenizer.encode(_to_tensor(big.frames).to(device)))
+    true = tokenizer.encode(_to_tensor(big.frames).to(device))
+    bicubic = _bicubic2x(tokenizer.decode(lo_tokens))
+    tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}
+    out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)
         scale = args.guidance_text if text is not None else 1.0
-        hi = upscale_tokens(model, lo_tokens, text, mask, steps=args.steps, text_scale=scale,
-                            lo_scale=args.guidance_lowres, seed=seed)  # fmt: skip
-        out["superres"] = tokenizer.decode(hi)
-    return {k: v.float().cpu() for k, v in out.items()} | {"_clip": big}
+        tokens["superres"] = upscale_tokens(model, lo_tokens, text, mask, steps=args.steps, text_scale=scale,
+                                            lo_scale=args.guidance_lowres, seed=seed)  # fmt: skip
+    out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
+    agreement = {name: float((ids == true).float().mean()) for name, ids in tokens.items()}
+    return {k: v.float().cpu() for k, v in out.items()}, big, agreement
 
 
 def quality(args, device) -> dict:
@@ -133,12 +141,13 @@ def quality(args, device) -> dict:
         from videopoet.text import load_text_encoder
 
         encoder = load_text_encoder(device=device)
-    rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0} for name in ("superres", "bicubic",
-            "tokenizer_256", "reference")}  # fmt: skip
+    names = ("superres", "bicubic", "tokenizer_256", "bicubic_tokens", "reference")
+    rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0, "agree": []} for name in names}
     t0 = time.perf_counter()
     for seed in args.seeds:
-        out = _row_outputs(seed, args, tokenizer, model, device, encoder)
-        clip = out.pop("_clip")
+        out, clip, agreement = _row_outputs(seed, args, tokenizer, model, device, encoder)
+        for name, value in agreement.items():
+            rows[name]["agree"].append(value)
         target = _to_tensor(clip.frames)
         hits, n = _small_object_hits(clip.frames, clip.attributes)
         rows["reference"]["hits"] += hits
@@ -168,6 +177,8 @@ def _summary(row: dict) -> dict:
         out["psnr_db"] = round(float(np.mean(row["psnr"])), 3)
         out["ssim"] = round(float(np.mean(row["ssim"])), 4)
         out["psnr_per_clip"] = [round(v, 3) for v in row["psnr"]]
+    if row["agree"]:
+        out["token_agreement"] = round(float(np.mean(row["agree"])), 3)
     if row["small"]:
         out["small_shape_accuracy"] = round(row["hits"] / row["small"], 3)
         out["small_objects"] = row["small"]
