@@ -26,6 +26,9 @@ noise from the same ``probs.exponential_noise`` (gpt-fast's ``exponential_`` is 
 would flatter ours). Compiled on CUDA (bf16), eager on CPU (fp32), both under the thread count
 ``generate`` decodes with (one on CPU up to width 512). The two loops alternate ``--repeats`` times and
 the best of each is reported; ``ratio`` = ours / reference (≤ 1: our step is no slower).
+``--profile`` (CUDA) then runs each loop once more under ``torch.profiler`` and reports, per token, the GPU
+kernel time, the kernel count and the kernels that take the most time (``profile`` in the JSON): where
+the two steps differ.
 """
 
 from __future__ import annotations
@@ -367,6 +370,10 @@ def _decode_pair(name, cfg, vocab, args, device) -> dict:
                 _sync(device)
                 ms[key].append(1000 * (time.perf_counter() - t0) / n)
     best = {k: min(v) for k, v in ms.items()}
+    profile = None
+    if args.profile:
+        profile = {k: _kernel_profile(loop, device, n) for k, loop in loops.items()} if cuda else {
+            "skipped": "the kernel profile needs CUDA"}  # fmt: skip
     return {
         "preset": name,
         "shape": _shape(cfg),
@@ -379,6 +386,28 @@ def _decode_pair(name, cfg, vocab, args, device) -> dict:
         "reference_ms_per_token": round(best["reference"], 3),
         "ratio": round(best["ours"] / best["reference"], 3),
         "all_ms": {k: [round(x, 3) for x in v] for k, v in ms.items()},
+    } | ({"profile": profile} if profile else {})
+
+
+def _kernel_profile(loop, device: torch.device, n: int, top: int = 12) -> dict:
+    """One run of ``loop`` under torch.profiler → per token: device kernel µs, kernel count, and the
+    ``top`` kernels by time as [name, calls per token, µs per token]."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        loop(torch.Generator(device).manual_seed(0))
+        _sync(device)
+    kernels: dict[str, list] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = kernels.setdefault(event.name[:100], [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.device_time_total
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
+    return {
+        "kernel_us_per_token": round(sum(t for _, t in kernels.values()) / n, 1),
+        "kernels_per_token": round(sum(c for c, _ in kernels.values()) / n, 1),
+        "top_kernels": [[name, round(c / n, 2), round(t / n, 2)] for name, (c, t) in ranked],
     }
 
 
@@ -401,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tokens", type=int, default=None, help="decode-only: tokens per timed loop")
     ap.add_argument("--start", type=int, default=1024, help="decode-only: position of the first token")
     ap.add_argument("--repeats", type=int, default=3, help="decode-only: timed loops per model")
+    ap.add_argument("--profile", action="store_true", help="decode-only: per-kernel GPU time of both loops")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     from videopoet.device import pick_device
