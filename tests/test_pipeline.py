@@ -93,6 +93,24 @@ def test_compile_reaches_the_sampler_and_is_for_cuda_only(pipe, one_thread, monk
         run(pipe, prompt="a red circle", compile=True)
 
 
+def test_default_temperature_is_cooler_for_the_painting_step_only(pipe, one_thread, monkeypatch):
+    from videopoet.pipeline import PAINTING_TEMPERATURE, default_temperature
+    from videopoet.sampling import autoregressive as ar
+
+    assert PAINTING_TEMPERATURE != 1
+    assert default_temperature("inpaint", None) == PAINTING_TEMPERATURE
+    assert default_temperature("outpaint_h", None) == PAINTING_TEMPERATURE
+    assert default_temperature("t2v", None) == default_temperature("v2a", None) == 1.0
+    assert default_temperature("inpaint", 1.0) == 1.0  # a temperature given is kept
+    seen, generate = [], ar.generate
+    monkeypatch.setattr(ar, "generate", lambda *a, **kw: seen.append(kw["temperature"]) or generate(*a, **kw))
+    video = np.zeros((FRAMES, H, W, 3), np.uint8)
+    run(pipe, task="inpaint", video=video, mask="center")  # the painting step, then v2a for its sound
+    run(pipe, prompt="a red circle")  # t2v, then v2a
+    run(pipe, task="inpaint", video=video, mask="center", temperature=0.8)
+    assert seen == [PAINTING_TEMPERATURE, 1.0, 1.0, 1.0, 0.8, 0.8]
+
+
 def test_text_to_image_is_one_frame(pipe, one_thread):
     check(run(pipe, prompt="a blue square", task="t2i", negative_prompt="a red circle"), 1, audio=False)
 

@@ -304,7 +304,9 @@ def _add_eval(top) -> None:
         "--guidance", type=float, default=1.0, help="t2v and long guidance scale (1 = none; others: default)"
     )
     p.add_argument(
-        "--temperature", type=float, help="--model: sampling temperature of every task (default: 1)"
+        "--temperature",
+        type=float,
+        help="--model: sampling temperature of every task (default: 1, painting 0.25)",
     )
     p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="--model: sample among the k likeliest ids")
     p.add_argument("--device", default="cpu", help="--model: cpu (default), auto, cuda or cuda:N")
@@ -345,7 +347,7 @@ def _add_generate(top) -> None:
         help="classifier-free guidance scale (1 = none; default: 3 for a task given a prompt, else 1)",
     )
     p.add_argument("--negative-prompt", help="text to steer away from (text tasks)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (default: 1)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: 1; 0.25 for painting)")
     p.add_argument("--top-k", type=_int_in(1, 2**31, "ids"), help="sample among the k likeliest ids")
     p.add_argument("--model", help="pipeline folder (save_pretrained); default: the bundled model")
     p.add_argument("--out", default="videopoet.mp4", help="output .mp4, .gif (or .png for t2i)")

@@ -258,7 +258,7 @@ def _generate(pipe, args, task: str, num_frames: int):
             args.prompt, task=task, image=args.image, video=args.video, audio=args.audio, mask=args.mask,
             num_frames=num_frames, width=w, height=h, guidance_scale=args.guidance,
             negative_prompt=args.negative_prompt, seed=args.seed,
-            temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k,
+            temperature=args.temperature, top_k=args.top_k,
             with_audio=with_audio, progress=bar, upscale=getattr(args, "upscale", 1),
         )  # fmt: skip
     finally:

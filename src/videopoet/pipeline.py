@@ -115,6 +115,18 @@ def default_guidance(task: str, prompt: str | None, guidance_scale: float | None
     return DEFAULT_GUIDANCE if prompt and "text" in tasks.task(task).inputs else 1.0
 
 
+# The sampling temperature of an in/outpainting step when the caller names none; every other step samples
+# at 1. The bundled model's comparison: docs/generation.md, "Temperature of the painting tasks".
+PAINTING_TEMPERATURE = 0.25
+
+
+def default_temperature(task: str, temperature: float | None) -> float:
+    """``temperature``, or when None: PAINTING_TEMPERATURE for an in/outpainting step, else 1."""
+    if temperature is not None:
+        return temperature
+    return PAINTING_TEMPERATURE if tasks.task(task).name in tasks.PAINTING_KINDS else 1.0
+
+
 @dataclass
 class VideoPoetOutput:
     frames: np.ndarray  # uint8 (T, H, W, 3); T = 1 for text_to_image
@@ -265,7 +277,7 @@ class VideoPoetPipeline:
         guidance_scale: float | None = None,
         negative_prompt: str | None = None,
         seed: int = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         with_audio: bool = True,
@@ -295,8 +307,10 @@ class VideoPoetPipeline:
         ``window_frames`` are made in windows (module docstring); ``progress(done, total)`` is called
         after each sampler call. Same arguments and seed → same output. Guidance (``guidance_scale`` ≠ 1
         or ``negative_prompt``) needs a text task and steers only its steps that read the prompt; None:
-        ``default_guidance``. ``upscale`` 2 or 4: the super_resolution component's 2× stages (one or
-        two) over the finished frames (the sound is made from the frames before upscaling). ``compile``
+        ``default_guidance``. ``temperature`` applies to every sampler step; None: ``default_temperature``
+        per step (cooler for the painting step, 1 for the others, its sound included). ``upscale`` 2 or 4:
+        the super_resolution component's 2× stages (one or two) over the finished frames (the sound is
+        made from the frames before upscaling). ``compile``
         (CUDA only): the sampler's decode step as one CUDA graph (``generate(compile=True)``), which pays
         a one-time compilation and then decodes faster: for many clips, not one."""
         name = tasks.task(task).name
@@ -661,9 +675,10 @@ class VideoPoetPipeline:
             plan = _force(plan, forced.tolist())
         prefix = ex.ids[: ex.prefix_len].to(self.device)
         text_args = (ex.text.to(self.device), ex.text_mask.to(self.device)) if reads_text else (None, None)
+        sampling = {**ctx.sampling, "temperature": default_temperature(name, ctx.sampling["temperature"])}
         out = generate(
             self.transformer, prefix, ex.prefix_len, *text_args, plan=plan, negative=negative, seed=ctx.seed,
-            **ctx.sampling,
+            **sampling,
         )  # fmt: skip
         if ctx.on_step is not None:
             ctx.on_step()
