@@ -203,6 +203,26 @@ def test_a_crash_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_a_kill_right_after_a_checkpoint_keeps_that_steps_row(tmp_path, monkeypatch, straight_video):
+    from videopoet.train.loop import Engine
+
+    real = Engine.save
+
+    def save_then_die(self, recipe):  # as if killed the moment the step-4 checkpoint landed
+        real(self, recipe)
+        if self.step == 4:
+            raise SystemExit(137)
+
+    monkeypatch.setattr(Engine, "save", save_then_die)
+    with pytest.raises(SystemExit):
+        _in_process(tmp_path)
+    assert [r["step"] for r in _rows(tmp_path)] == [1, 2, 3, 4]
+    monkeypatch.setattr(Engine, "save", real)
+    assert _in_process(tmp_path, resume=True) == 0
+    _assert_same(straight_video, _rows(tmp_path))
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, monkeypatch):
     import videopoet.train.video_tokenizer as vt
 

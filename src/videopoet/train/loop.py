@@ -416,7 +416,8 @@ class Engine:
             self.step += 1
             if row is not None:
                 self._cadence(recipe, row)
-                self._log_row(metrics, bar, row)
+                self._log_row(metrics, bar, row)  # before the checkpoint: a kill after it keeps the row
+                self._checkpoint(recipe)
             if self.nonfinite_run >= self.cfg.max_nonfinite:
                 return "nonfinite"
             stop = self._stop_reason(first, t0)
@@ -457,6 +458,9 @@ class Engine:
             row.update(recipe.evaluate(s))
         if cfg.sample_every and s % cfg.sample_every == 0 and self.is_main:
             recipe.write_samples(self.out / "samples" / f"step_{s:08d}")
+
+    def _checkpoint(self, recipe: Recipe) -> None:
+        cfg, s = self.cfg, self.step
         if cfg.ckpt_every and s % cfg.ckpt_every == 0 and s < cfg.max_steps:
             self.save(recipe)
 
