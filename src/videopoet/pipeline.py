@@ -315,25 +315,18 @@ class VideoPoetPipeline:
         a one-time compilation and then decodes faster: for many clips, not one."""
         name = tasks.task(task).name
         self._check_upscale(upscale)
-        check_media(name, dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth))
-        if keep_first_frame and name not in ("stylization", "editing"):
-            raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
-        if not with_audio and name in ("video_to_audio", "text_to_audio"):
-            raise ValueError(f"with_audio=False contradicts task {name!r}, whose output is sound")
+        media = dict(image=image, video=video, audio=audio, mask=mask, flow=flow, depth=depth)
+        check_media(name, media)
         guidance_scale = default_guidance(name, prompt, guidance_scale)
-        if "text" not in tasks.task(name).inputs and (guidance_scale != 1 or negative_prompt):
-            raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
+        self._check_options(name, keep_first_frame, with_audio, guidance_scale, negative_prompt, compile)
         frames = 1 if name == "text_to_image" else num_frames
         self._check_shape(frames, width, height)
-        if compile and self.device.type != "cuda":
-            raise ValueError(f"compile=True captures CUDA graphs; this pipeline is on {self.device}")
         sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p,
                         compile=compile)  # fmt: skip
         ctx = _Context(prompt, negative_prompt, frames, width, height, seed, sampling, keep_first_frame)
         sound = _makes_sound(name, with_audio)
         window = self._window(name, ctx, sound)
-        given = self._load(name, ctx, dict(image=image, video=video, audio=audio, mask=mask, flow=flow,
-                                           depth=depth))  # fmt: skip
+        given = self._load(name, ctx, media)
         run = _Run(ctx, window, self._count_steps(name, given, ctx, window, sound), progress)
         if name == "av_continuation":
             return self._upscaled(self._output(*self._av_continuation(given, run)), upscale, ctx)
@@ -341,6 +334,17 @@ class VideoPoetPipeline:
         if name == "audio_to_video":
             return self._upscaled(self._output(out, given.audio), upscale, ctx)
         return self._upscaled(self._output(out, self._soundtrack(out, run) if sound else None), upscale, ctx)
+
+    def _check_options(self, name, keep_first_frame, with_audio, guidance_scale, negative_prompt, compile):
+        """The call's flags against its task and this pipeline's device: a ValueError naming the clash."""
+        if keep_first_frame and name not in ("stylization", "editing"):
+            raise ValueError(f"keep_first_frame is a stylization variant; task {name!r} has none")
+        if not with_audio and name in ("video_to_audio", "text_to_audio"):
+            raise ValueError(f"with_audio=False contradicts task {name!r}, whose output is sound")
+        if "text" not in tasks.task(name).inputs and (guidance_scale != 1 or negative_prompt):
+            raise ValueError(f"guidance needs a text prompt; task {name!r} reads none")
+        if compile and self.device.type != "cuda":
+            raise ValueError(f"compile=True captures CUDA graphs; this pipeline is on {self.device}")
 
     def window_frames(
         self, task: str, width: int = 128, height: int = 128, *, with_audio: bool = True,
