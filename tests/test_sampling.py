@@ -210,7 +210,7 @@ def decode_both_ways(model, ids, text, mask, plan, guided):
     for step in (None, ar.decode_one_token):
         ar._setup_caches(model, rows, p + len(plan))
         ar.prefill(model, ids, plen, text, mask)
-        outs.append(ar.decode_n_tokens(model, first, p, plen, allowed, scales, None, step=step, **kw))
+        outs.append(ar.decode_n_tokens(model, first, p, allowed, scales, None, step=step, **kw))
     return outs
 
 
@@ -271,13 +271,13 @@ def test_compiled_step_on_gpu_matches_eager_and_never_syncs():
     # the decode loop itself (after prefill) asks the host for nothing
     token = torch.full((1, 1), VOCAB.bov_o, device="cuda")
     allowed = torch.tensor([[VOCAB.visual_range.start, VOCAB.visual_range.stop]] * 8, device="cuda")
-    plen, scales = torch.tensor([ex.prefix_len], device="cuda"), torch.ones(8, device="cuda")
+    scales = torch.ones(8, device="cuda")
     gen = torch.Generator("cuda").manual_seed(0)
     kw = dict(step=_compiled_step(), guided=False, temperature=1.0, top_k=None, top_p=0.9)
     with torch.no_grad():
-        decode_n_tokens(gpu, token, ex.prefix_len, plen, allowed, scales, gen, **kw)  # warm-up: capture
+        decode_n_tokens(gpu, token, ex.prefix_len, allowed, scales, gen, **kw)  # warm-up: capture
         torch.cuda.set_sync_debug_mode("error")
         try:
-            decode_n_tokens(gpu, token, ex.prefix_len, plen, allowed, scales, gen, **kw)
+            decode_n_tokens(gpu, token, ex.prefix_len, allowed, scales, gen, **kw)
         finally:
             torch.cuda.set_sync_debug_mode("default")

@@ -53,6 +53,8 @@ from videopoet.sampling.probs import (
 
 PlanEntry = range | int  # an id block, or a forced id
 ONE_THREAD_MAX_DIM = 512  # CPU decode of models up to this width (debug, tiny) runs on one thread
+NOISE_STEPS = 16  # the compiled loop draws random numbers for this many steps at a time
+CACHE_MULTIPLE = 8  # KV cache lengths are rounded up to a multiple of this
 
 
 def output_plan(task: str, vocab: Vocab, grid: tuple[int, int, int], audio_frames: int, levels: int):
@@ -108,33 +110,52 @@ def next_token(logits, allowed, scale, noise, *, guided: bool, temperature, top_
     return token.repeat(2 if guided else 1)[:, None]
 
 
-def decode_one_token(model, token, input_pos, prefix_len, allowed, scale, noise, **params) -> torch.Tensor:
-    """One step on the KV cache: token (R, 1) at position input_pos (1,) → the next token (R, 1).
-    ``params``: guided, temperature, top_k, top_p (python constants: static under torch.compile)."""
-    logits = model(token, prefix_len, input_pos=input_pos)[:, -1]  # (R, V)
-    return next_token(logits, allowed, scale, noise, **params)
+def step_table(start: int, allowed: torch.Tensor, scales: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The compiled loop's per-step inputs as one float32 table (n, 4): position (start, start + 1, …),
+    id block start and stop (``allowed`` (n, 2)), guidance scale (``scales`` (n,)). A step takes one
+    row, so each CUDA-graph replay copies one small input, not three. float32 holds integers below 2^24
+    exactly: every position and id, checked without reading the device."""
+    n = allowed.shape[0]
+    if start + n >= 2**24 or vocab_size > 2**24:
+        raise ValueError(f"positions and ids must lie below 2^24, got {start + n} and {vocab_size}")
+    positions = torch.arange(start, start + n, device=allowed.device)
+    cols = torch.stack([positions, allowed[:, 0], allowed[:, 1]], 1)  # (n, 3)
+    return torch.cat([cols.float(), scales.float()[:, None]], 1)  # (n, 4)
+
+
+def decode_one_token(model, token, row, noise, **params) -> torch.Tensor:
+    """One step on the KV cache: token (R, 1) and the step's ``step_table`` row (4,) → the next token
+    (R, 1). ``params``: guided, temperature, top_k, top_p (python constants: static under torch.compile).
+
+    A decode query comes after the whole prefix, so its prefix-LM mask is the causal one; prefix_len =
+    the query's own position says exactly that (keys before it are open either way) with no extra input."""
+    pos = row[:1].long()  # (1,)
+    logits = model(token, pos.expand(token.shape[0]), input_pos=pos)[:, -1]  # (R, V)
+    return next_token(logits, row[1:3].long(), row[3], noise, **params)
 
 
 def decode_n_tokens(
-    model, token, start: int, prefix_len, allowed, scales, generator, *, step=None, **params
+    model, token, start: int, allowed, scales, generator, *, step=None, **params
 ) -> torch.Tensor:
     """Feed ``token`` (R, 1) at position ``start`` and each sampled token after it: n = len(allowed)
     steps → long (R, n). ``allowed`` (n, 2) and ``scales`` (n,) are the steps' plan bounds and guidance.
 
     ``step`` None (eager): ``decode_blocks``, which computes only the allowed block of the output head.
     A step function (``decode_one_token``, or the compiled one): the full head, constrained on the
-    device; one code path for every block, so a compiled step is one CUDA graph."""
+    device; one code path for every block, so a compiled step is one CUDA graph. Its random numbers
+    are drawn ``NOISE_STEPS`` steps at a time: one generator launch, not one per token."""
     if step is None:
         return decode_blocks(model, token, start, allowed, scales, generator, **params)
-    n, rows = allowed.shape[0], token.shape[0]
-    positions = torch.arange(start, start + n, device=token.device)  # made once: no host copy per token
-    out = torch.empty(rows, n, dtype=torch.long, device=token.device)
+    n, rows, vocab = allowed.shape[0], token.shape[0], model.config.vocab_size
+    table = step_table(start, allowed, scales, vocab)
+    out = torch.empty(n, rows, dtype=torch.long, device=token.device)  # step-major: out[i] is contiguous
     for i in range(n):
-        noise = _noise(model.config.vocab_size, rows, token.device, generator, params)
-        token = step(model, token, positions[i : i + 1], prefix_len, allowed[i], scales[i], noise, **params)
-        token = token.clone()  # a CUDA graph's output is overwritten by its next replay
-        out[:, i] = token[:, 0]
-    return out
+        if i % NOISE_STEPS == 0:
+            noise = _noise(vocab, rows, token.device, generator, params, steps=min(NOISE_STEPS, n - i))
+        token = step(model, token, table[i], None if noise is None else noise[i % NOISE_STEPS], **params)
+        out[i] = token[:, 0]  # kept before the next replay overwrites the graph's output
+        token = out[i][:, None]  # (R, 1)
+    return out.t()
 
 
 def decode_blocks(model, token, start: int, allowed, scales, generator, **params) -> torch.Tensor:
@@ -219,18 +240,21 @@ class CachedDecoder:
         return attn.wo(y.transpose(1, 2).reshape(r, 1, h * k))  # (R, 1, D)
 
 
-def _noise(width: int, rows: int, device, generator, params) -> torch.Tensor | None:
-    """One step's Exp(1) draws (B, width) for the sampled rows (the conditional ones); None for argmax."""
+def _noise(width: int, rows: int, device, generator, params, steps: int | None = None):
+    """Exp(1) draws (B, width) for one step's sampled rows (the conditional ones), or (steps, B, width)
+    for ``steps`` steps; None for argmax."""
     if params["temperature"] == 0:
         return None
     shape = (rows // (2 if params["guided"] else 1), width)
-    return exponential_noise(shape, device, generator)
+    return exponential_noise(shape if steps is None else (steps, *shape), device, generator)
 
 
 def _setup_caches(model, rows: int, length: int) -> None:
     """Allocate the KV caches unless ones of this shape exist: a compiled step keeps its CUDA graph when
     the buffers stay (stale entries are harmless: prefill and each step write a position before any query
-    may attend to it)."""
+    may attend to it). The length is rounded up to a multiple of ``CACHE_MULTIPLE`` (as gpt-fast does):
+    attention kernels run faster on aligned key counts, and more calls share one cache and graph."""
+    length = min(-(-length // CACHE_MULTIPLE) * CACHE_MULTIPLE, model.config.max_seq_len)
     ok, weight = getattr(model, "cache_key_ok", None), model.tok_embeddings.weight
     cache = model.layers[0].attention.kv_cache
     if ok is None or tuple(ok.shape) != (rows, length) or cache.k_cache.dtype != weight.dtype:
@@ -314,7 +338,7 @@ def generate(
     step = _compiled_step() if compile else None
     with _decode_threads(model, device):
         rest = decode_n_tokens(
-            model, first, prefix_len, plen, allowed[1:], scales[1:], generator, step=step, **params
+            model, first, prefix_len, allowed[1:], scales[1:], generator, step=step, **params
         )
     out = torch.cat([first, rest], dim=1)[: rows // (1 + guided)]  # the conditional rows
     return out[0] if squeeze else out
