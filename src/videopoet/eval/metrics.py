@@ -35,7 +35,8 @@ def psnr(recon, target, *, data_range: float = 2.0, mask=None, max_db: float | N
 
 def frames_psnr(recon, target, *, mask=None) -> float:
     """``psnr`` of uint8 frames (T, H, W, 3) or one image (H, W, 3) (range 255, per frame, then the mean),
-    optionally only where ``mask`` (H, W) is True; identical frames give +inf, an empty mask NaN."""
+    optionally only where ``mask`` (H, W) is True; an identical frame counts as ``psnr``'s 100 dB cap (so
+    one exact clip cannot make a mean over clips infinite), an empty mask gives NaN."""
     import torch
 
     a, b = np.asarray(recon), np.asarray(target)
@@ -48,7 +49,7 @@ def frames_psnr(recon, target, *, mask=None) -> float:
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
         return (x[None] if x.ndim == 3 else x).permute(3, 0, 1, 2)[None]
 
-    return float(psnr(clip(a), clip(b), data_range=255.0, mask=mask, max_db=None)[0])
+    return float(psnr(clip(a), clip(b), data_range=255.0, mask=mask)[0])
 
 
 def _gaussian_window(size: int, sigma: float, device):
