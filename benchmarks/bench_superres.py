@@ -12,6 +12,8 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
 - (a) ``superres``: the SR model's 2× of the video tokenizer's tokens of the 128×128 clip, decoded
   (needs --model; skipped with the reason otherwise). A model with text reads the scene's caption
   (MiniLM; text guidance ``--guidance-text``, 4.0 as in the pipeline; ``--no-text`` for none);
+- (a') ``superres_consistent``: row (a) back-projected onto the 128×128 reconstruction
+  (``superres.upscale.back_project``), what ``upscale_frames`` returns by default;
 - (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
 - (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
 - (d) ``bicubic_tokens``: the tokenizer's tokens of row (b)'s 256×256 frames, decoded: what copying the
@@ -88,15 +90,6 @@ def _small_object_hits(frames: np.ndarray, attributes: dict) -> tuple[int, int]:
     return sum(found.get(o["color"]) == o["shape"] for o in small), len(small)
 
 
-def _bicubic2x(video: torch.Tensor) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    b, c, t, h, w = video.shape
-    frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B·T, 3, H, W)
-    big = F.interpolate(frames, scale_factor=2, mode="bicubic", align_corners=False)
-    return big.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2).clamp(-1, 1)
-
-
 def _caption_text(encoder, caption: str, device):
     """(text (1, S, E), text_mask (1, S)) of a caption, or (None, None) without an encoder."""
     if encoder is None:
@@ -109,13 +102,14 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     """Each row's decoded 256×256 clip (1, 3, T, H, W) on the CPU, the 256×256 rendering, and the token
     agreement of rows (a) and (d) with the rendering's tokens."""
     from videopoet.data.synthetic import render_clip
-    from videopoet.superres.upscale import upscale_tokens
+    from videopoet.superres.upscale import back_project, resize, upscale_tokens
 
     small = render_clip(seed, split="heldout", width=128, height=128, frames=args.frames)
     lo_tokens = tokenizer.encode(_to_tensor(small.frames).to(device))
     big = render_clip(seed, split="heldout", width=256, height=256, frames=args.frames)
     true = tokenizer.encode(_to_tensor(big.frames).to(device))
-    bicubic = _bicubic2x(tokenizer.decode(lo_tokens))
+    lo_recon = tokenizer.decode(lo_tokens)  # (1, 3, T, 128, 128)
+    bicubic = resize(lo_recon, 2).clamp(-1, 1)
     tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
     if model is not None:
@@ -124,6 +118,8 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
         tokens["superres"] = upscale_tokens(model, lo_tokens, text, mask, steps=args.steps, text_scale=scale,
                                             lo_scale=args.guidance_lowres, seed=seed)  # fmt: skip
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
+    if "superres" in out:  # row (a'): what upscale_frames returns (consistency on)
+        out["superres_consistent"] = back_project(out["superres"].float(), lo_recon.float())
     agreement = {name: float((ids == true).float().mean()) for name, ids in tokens.items()}
     return {k: v.float().cpu() for k, v in out.items()}, big, agreement
 
@@ -141,7 +137,7 @@ def quality(args, device) -> dict:
         from videopoet.text import load_text_encoder
 
         encoder = load_text_encoder(device=device)
-    names = ("superres", "bicubic", "tokenizer_256", "bicubic_tokens", "reference")
+    names = ("superres", "superres_consistent", "bicubic", "tokenizer_256", "bicubic_tokens", "reference")
     rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0, "agree": []} for name in names}
     t0 = time.perf_counter()
     for seed in args.seeds:
@@ -161,6 +157,7 @@ def quality(args, device) -> dict:
     result = {name: _summary(row) for name, row in rows.items()}
     if model is None:
         result["superres"] = {"skipped": "no --model DIR: no super-resolution model is bundled yet"}
+        result.pop("superres_consistent")
     else:
         result["superres"]["settings"] = {
             "steps": args.steps,

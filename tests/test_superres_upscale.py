@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from videopoet import cli
+from videopoet.data.sample import frames_to_tensor
 from videopoet.superres.model import PRESETS, SuperResTransformer
-from videopoet.superres.upscale import stage_grid_error, stages_for, upscale_frames
+from videopoet.superres.upscale import back_project, resize, stage_grid_error, stages_for, upscale_frames
 from videopoet.tokenizers.video import VideoTokenizer
 
 pytest.importorskip("av")
@@ -58,6 +59,37 @@ def test_upscale_end_to_end_keeps_rate_and_sound(models, tmp_path, factor, side)
     data = read_video(out)
     assert data.frames.shape == (5, side, side, 3)  # 6 frames in: the first 1 + 4k kept
     assert data.fps == 8 and data.audio is not None and abs(len(data.audio) - 10_000) <= 1024
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_back_projection_keeps_a_consistent_clip_and_pulls_others_to_the_input(factor):
+    torch.manual_seed(0)
+    hi = torch.rand(1, 3, 2, 8 * factor, 8 * factor) * 2 - 1
+    lo = resize(hi, 1 / factor)  # what hi gives downsampled: hi is consistent with it
+    assert torch.equal(back_project(hi, lo), hi)
+    other = torch.rand(1, 3, 2, 8, 8) * 2 - 1
+    gap = (resize(hi, 1 / factor) - other).abs().mean()
+    once, more = back_project(hi, other), back_project(hi, other, iterations=4)
+    assert (
+        (resize(more, 1 / factor) - other).abs().mean()
+        < (resize(once, 1 / factor) - other).abs().mean()
+        < gap
+    )
+    with pytest.raises(ValueError, match="2x or 4x"):
+        back_project(hi, torch.zeros(1, 3, 2, 5, 5))
+
+
+def test_upscale_frames_back_projects_onto_its_input_by_default(models):
+    tok = VideoTokenizer.from_pretrained(models / "tok")
+    sr = SuperResTransformer.from_pretrained(models / "sr")
+    frames = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    video = frames_to_tensor(frames)[None]  # (1, 3, T, H, W)
+
+    def gap(out):  # mean |downsampled output − input|
+        return (resize(frames_to_tensor(out)[None], 0.5) - video).abs().mean()
+
+    raw = upscale_frames(frames, tok, [sr], steps=2, seed=3, consistency=False)
+    assert gap(upscale_frames(frames, tok, [sr], steps=2, seed=3)) < 0.5 * gap(raw)
 
 
 def test_upscale_frames_repeat_for_a_seed(models):

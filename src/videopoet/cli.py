@@ -377,6 +377,12 @@ def _add_upscale(top) -> None:
     p.add_argument("--steps", type=_int_in(1, 1000, "steps"), default=24, help="MaskGIT steps per stage")
     p.add_argument("--guidance-text", type=float, default=4.0, help="text guidance scale (with --prompt)")
     p.add_argument("--guidance-lowres", type=float, default=1.0, help="low-res condition guidance scale")
+    p.add_argument(
+        "--consistency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="back-project the output onto the input clip (downsampled, it gives the input back)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_overwrite(p, "an existing --out")

@@ -8,6 +8,11 @@ tokens given the low-res ones (and the text). 4× chains two stages: the second 
 tokens, so the clip is decoded to pixels once, at the end. One model may serve both stages (its windows
 resolve on any grid they tile) or each stage gets its own (the paper's stage 1 / stage 2).
 
+Consistency (``upscale_frames(..., consistency=True)``, the default): the decoded clip is back-projected
+onto its input (``back_project``), so that downsampling the output gives the input back; the model's
+token errors then cost only detail, not the low frequencies the input already holds
+(docs/superres.md, "Back-projection").
+
 ``videopoet upscale IN --out OUT``: checks the arguments, the input clip (size a multiple of 8, at most
 ``cli.MAX_CLIP_PIXELS`` pixels after upscaling) and the output path before any model loads; keeps the
 clip's frame rate and sound (cut to the frames kept: the tokenizer takes 1 + 4k frames); writes the mp4
@@ -84,20 +89,46 @@ def chain_stages(
     return tokens
 
 
+def resize(video: torch.Tensor, scale: float) -> torch.Tensor:
+    """Bicubic resize of each frame of video (B, C, T, H, W) by ``scale`` (antialiased when shrinking)."""
+    import torch.nn.functional as F
+
+    b, c, t, h, w = video.shape
+    frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B·T, C, H, W)
+    out = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False, antialias=scale < 1)
+    return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)  # (B, C, T, H′, W′)
+
+
+def back_project(hi: torch.Tensor, lo: torch.Tensor, iterations: int = 1) -> torch.Tensor:
+    """Iterative back-projection: hi (B, C, T, fH, fW) ← hi + up(lo − down(hi)), in [-1, 1], with
+    lo (B, C, T, H, W) and bicubic resizes by f. A hi whose downsample is lo already stays as it is."""
+    factor = hi.shape[-1] / lo.shape[-1]
+    if hi.shape[:3] != lo.shape[:3] or hi.shape[-2] != lo.shape[-2] * factor or factor not in (2, 4):
+        raise ValueError(f"back_project needs hi 2x or 4x lo, got {tuple(hi.shape)} and {tuple(lo.shape)}")
+    for _ in range(iterations):
+        hi = (hi + resize(lo - resize(hi, 1 / factor), factor)).clamp(-1, 1)
+    return hi
+
+
 def _on(x, device):
     return None if x is None else x.to(device)
 
 
 @torch.no_grad()
-def upscale_frames(frames: np.ndarray, tokenizer, stages: Sequence[SuperResTransformer], **kw) -> np.ndarray:
+def upscale_frames(
+    frames: np.ndarray, tokenizer, stages: Sequence[SuperResTransformer], *, consistency: bool = True, **kw
+) -> np.ndarray:
     """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages): tokenize,
-    chain the stages (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode."""
+    chain the stages (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode, and with
+    ``consistency`` back-project the result onto ``frames``."""
     from videopoet.data.sample import frames_to_tensor, tensor_to_frames
 
     device = next(tokenizer.parameters()).device
-    lo = tokenizer.encode(frames_to_tensor(frames)[None].to(device))  # (1, t, h, w)
-    hi = chain_stages(stages, lo, **kw)
-    return tensor_to_frames(tokenizer.decode(hi.to(device))[0])
+    video = frames_to_tensor(frames)[None].to(device)  # (1, 3, T, H, W)
+    hi = tokenizer.decode(chain_stages(stages, tokenizer.encode(video), **kw).to(device))  # (1, 3, T, ·, ·)
+    if consistency:
+        hi = back_project(hi.float(), video.float())
+    return tensor_to_frames(hi[0])
 
 
 def stages_for(models: Sequence[SuperResTransformer], factor: int) -> list[SuperResTransformer]:
@@ -228,7 +259,7 @@ def main(args) -> int:
     big = upscale_frames(
         frames, tokenizer, stages, text=text, text_mask=text_mask, steps=args.steps,
         text_scale=args.guidance_text if text is not None else 1.0, lo_scale=args.guidance_lowres,
-        seed=args.seed,
+        seed=args.seed, consistency=args.consistency,
     )  # fmt: skip
     write_mp4(out, big, fps, audio, rate if audio is not None else 16000)
     print(f"videopoet: wrote {out}", file=sys.stderr)
