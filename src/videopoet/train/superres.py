@@ -122,10 +122,9 @@ class ItemDraws:
 
 def downsample(video: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """(B, 3, T, H, W) in [-1, 1] → (B, 3, T, H/f, W/f): bicubic (antialiased), frame by frame."""
-    b, c, t, h, w = video.shape
-    frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # (B·T, 3, H, W)
-    small = F.interpolate(frames, size=(h // factor, w // factor), mode="bicubic", antialias=True)
-    return small.reshape(b, t, c, h // factor, w // factor).transpose(1, 2).clamp(-1, 1)
+    from videopoet.superres.upscale import resize
+
+    return resize(video, 1 / factor).clamp(-1, 1)
 
 
 def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int):
