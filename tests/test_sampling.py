@@ -248,6 +248,17 @@ def test_cpu_noise_threads_and_plan_checks(model):
         ar.plan_bounds([range(0, 10)], VOCAB.size, "cpu")
 
 
+def test_step_table_rows_and_aligned_caches(model):
+    allowed = torch.tensor([[5, 9], [VOCAB.eos, VOCAB.eos + 1]])
+    table = ar.step_table(100, allowed, torch.tensor([3.0, 1.5]), VOCAB.size)
+    assert table.dtype == torch.float32
+    assert table.tolist() == [[100, 5, 9, 3.0], [101, VOCAB.eos, VOCAB.eos + 1, 1.5]]
+    with pytest.raises(ValueError, match="below 2"):
+        ar.step_table(2**24 - 1, allowed, torch.ones(2), VOCAB.size)
+    ar._setup_caches(model, 2, 13)  # rounded up to a multiple of CACHE_MULTIPLE
+    assert model.cache_key_ok.shape == (2, 16) and model.layers[0].attention.kv_cache.k_cache.shape[2] == 16
+
+
 def test_guidance_needs_text(model):
     ex, _ = example("video_to_audio")
     with pytest.raises(ValueError, match="guidance needs a text"):
