@@ -338,7 +338,8 @@ def _decode_pair(name, cfg, vocab, args, device) -> dict:
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
     n = args.tokens or (256 if cuda else 48)
-    start, cache_len = args.start, -(-(args.start + n + 1) // 8) * 8  # gpt-fast: a multiple of 8
+    start = args.start
+    cache_len = ar.cache_length(start + n + 1, cfg.max_seq_len)  # as generate (and gpt-fast): a multiple of 8
     torch.manual_seed(0)
     ours = _ours(cfg, 2, cache_len, dtype, device)
     ref = _RefLM(cfg, 2, cache_len, dtype, device).eval()

@@ -249,12 +249,17 @@ def _noise(width: int, rows: int, device, generator, params, steps: int | None =
     return exponential_noise(shape if steps is None else (steps, *shape), device, generator)
 
 
+def cache_length(length: int, max_seq_len: int) -> int:
+    """``length`` rounded up to a multiple of ``CACHE_MULTIPLE``, at most ``max_seq_len``."""
+    return min(-(-length // CACHE_MULTIPLE) * CACHE_MULTIPLE, max_seq_len)
+
+
 def _setup_caches(model, rows: int, length: int) -> None:
     """Allocate the KV caches unless ones of this shape exist: a compiled step keeps its CUDA graph when
     the buffers stay (stale entries are harmless: prefill and each step write a position before any query
     may attend to it). The length is rounded up to a multiple of ``CACHE_MULTIPLE`` (as gpt-fast does):
     attention kernels run faster on aligned key counts, and more calls share one cache and graph."""
-    length = min(-(-length // CACHE_MULTIPLE) * CACHE_MULTIPLE, model.config.max_seq_len)
+    length = cache_length(length, model.config.max_seq_len)
     ok, weight = getattr(model, "cache_key_ok", None), model.tok_embeddings.weight
     cache = model.layers[0].attention.kv_cache
     if ok is None or tuple(ok.shape) != (rows, length) or cache.k_cache.dtype != weight.dtype:
