@@ -140,6 +140,147 @@ def is_synthetic(sample) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+class _Tally:
+    """What ``evaluate`` accumulates over its batches, and the report made from it."""
+
+    def __init__(self, model, device: torch.device, wav_dir: str | Path | None):
+        self.model, self.device, self.wav_dir = model, device, wav_dir
+        self.sr, self.levels = model.config.sample_rate, model.config.num_levels
+        self.snr_by_levels: list[list[float]] = [[] for _ in range(self.levels)]
+        self.mels: list[float] = []
+        self.codes: list[torch.Tensor] = []
+        self.keys: list[str] = []
+        self.clicks = {"original": [0, 0, 0, 0], "reconstruction": [0, 0, 0, 0]}  # hits, events, fa, quiet
+        self.bands = {"original": 0.0, "reconstruction": 0.0}
+        self.silent = self.written = self.count = 0
+        self.encode_s = self.audio_s = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def add(self, batch: list) -> None:
+        """Encode and decode one batch of samples with sound and measure it."""
+        from videopoet.eval.metrics import multiscale_mel_distance
+
+        wave = torch.stack([torch.from_numpy(np.clip(np.asarray(s.audio, np.float32), -1, 1)) for s in batch])
+        wave = wave[:, None].to(self.device)  # (B, N) → (B, 1, N)
+        n = wave.shape[-1]
+        self._sync()
+        t = time.time()
+        codes = self.model.encode(wave)
+        recon = self.model.decode(codes, length=n)
+        self._sync()
+        self.encode_s += time.time() - t
+        self.audio_s += wave.shape[0] * n / self.sr
+        self.codes.append(codes.cpu())
+        wave_c, recon_c = wave.cpu(), recon.cpu()
+        self.mels.extend(multiscale_mel_distance(recon_c, wave_c, sample_rate=self.sr).tolist())
+        self.bands["original"] = self.bands["original"] + band_power(wave_c[:, 0], self.sr)
+        self.bands["reconstruction"] = self.bands["reconstruction"] + band_power(recon_c[:, 0], self.sr)
+        self._level_snrs(codes, wave_c, recon_c)
+        for i, sample in enumerate(batch):
+            self._clip(sample, wave_c[i, 0], recon_c[i, 0])
+        self.count += len(batch)
+
+    def _level_snrs(self, codes, wave_c, recon_c) -> None:
+        """SI-SNR of the non-silent clips decoded from the first 1..K levels."""
+        from videopoet.eval.metrics import si_snr
+
+        loud = wave_c.abs().amax(dim=(1, 2)) >= SILENT_PEAK  # (B,)
+        self.silent += int((~loud).sum())
+        n = wave_c.shape[-1]
+        for k in range(self.levels):
+            y = recon_c if k == self.levels - 1 else self.model.decode(codes[:, : k + 1], length=n).cpu()
+            self.snr_by_levels[k].extend(si_snr(y[:, 0], wave_c[:, 0])[loud].tolist())
+
+    def _clip(self, sample, original: torch.Tensor, recon: torch.Tensor) -> None:
+        """One clip's bounce clicks (synthetic clips) and, for the first few, its WAVs."""
+        self.keys.append(sample.key)
+        if is_synthetic(sample):
+            events = event_times(sample)
+            for name, sig in (("original", original), ("reconstruction", recon)):
+                c = detect_clicks(sig.numpy(), self.sr, events)
+                acc = self.clicks[name]
+                acc[0], acc[1] = acc[0] + c.hits, acc[1] + c.events
+                acc[2], acc[3] = acc[2] + c.false_alarms, acc[3] + c.quiet_windows
+        if self.wav_dir is not None and self.written < NUM_WAV_EXAMPLES:
+            Path(self.wav_dir).mkdir(parents=True, exist_ok=True)
+            write_wav(Path(self.wav_dir) / f"clip{self.written}_original.wav", original.numpy(), self.sr)
+            write_wav(Path(self.wav_dir) / f"clip{self.written}_reconstruction.wav", recon.numpy(), self.sr)
+            self.written += 1
+
+    def _click_report(self) -> dict[str, Any]:
+        def rate(hits, total):
+            return hits / total if total else float("nan")
+
+        return {
+            name: {
+                "events": acc[1],
+                "detected": acc[0],
+                "detection_rate": rate(acc[0], acc[1]),
+                "quiet_windows": acc[3],
+                "false_alarm_rate": rate(acc[2], acc[3]),
+            }
+            for name, acc in self.clicks.items()
+        }
+
+    def report(self, skipped: list[str], wall_s: float) -> dict[str, Any]:
+        from videopoet.eval.metrics import rvq_codebook_usage
+
+        cfg, last = self.model.config, self.snr_by_levels[-1]
+        codes = torch.cat(self.codes)  # (clips, K, F)
+        usage = rvq_codebook_usage(codes, cfg.codebook_size)
+        snr_means = [float(np.mean(v)) if v else float("nan") for v in self.snr_by_levels]
+        return {
+            "clips": self.count,
+            "silent_clips": self.silent,
+            "skipped": len(skipped),
+            "skip_reasons": skipped[:20],
+            "si_snr_db": snr_means[-1],
+            "si_snr_db_std": float(np.std(last)) if last else float("nan"),
+            "si_snr_db_by_levels": {str(k + 1): v for k, v in enumerate(snr_means)},
+            "mel_distance": float(np.mean(self.mels)),
+            "codebook_usage": [round(u["usage"], 4) for u in usage],
+            "codebook_entropy_bits": [round(u["entropy_bits"], 3) for u in usage],
+            "codebook_perplexity": [round(u["perplexity"], 1) for u in usage],
+            "frames_counted": int(codes.shape[0] * codes.shape[2]),
+            "bitrate_bps": cfg.bitrate,
+            "frame_rate_hz": cfg.frame_rate,
+            "levels": self.levels,
+            "codebook_size": cfg.codebook_size,
+            "bounce_clicks": self._click_report(),
+            "band_levels": {
+                "band_hz": BAND_HZ,
+                **{
+                    name: [round(10 * math.log10(float(p) / self.count + 1e-20), 1) for p in total]
+                    for name, total in self.bands.items()
+                },
+            },
+            "codec_seconds": round(self.encode_s, 3),
+            "audio_seconds": round(self.audio_s, 3),
+            "wall_seconds": round(wall_s, 2),
+            "keys": self.keys[:10],
+        }
+
+
+def _unusable(model):
+    """The ``check`` of ``readable_items`` for the codec: why a sample cannot be measured (None: it can);
+    audio at another sample rate is a UserError (the data, not one clip, is wrong)."""
+    sr = model.config.sample_rate
+
+    def check(sample) -> str | None:
+        if not sample.has_audio:
+            return f"{sample.key}: no audio track"
+        if sample.sample_rate != sr:
+            raise UserError(f"{sample.key}: audio at {sample.sample_rate} Hz; the codec expects {sr} Hz")
+        if len(sample.audio) < model.hop:
+            return f"{sample.key}: only {len(sample.audio)} samples"
+        return None
+
+    return check
+
+
 def evaluate(
     model,
     dataset,
@@ -151,145 +292,24 @@ def evaluate(
     wav_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Encode/decode up to ``num`` clips with sound from ``dataset`` and measure them (see module doc)."""
+    from tqdm import tqdm
+
     from videopoet.data.datasets import readable_items
-    from videopoet.eval.metrics import multiscale_mel_distance, rvq_codebook_usage, si_snr
 
     device = torch.device(device)
-    model = model.to(device).eval()
-    cfg = model.config
-    sr = cfg.sample_rate
-    levels = cfg.num_levels
-    snr_by_levels: list[list[float]] = [[] for _ in range(levels)]
-    mels, codes_all, skipped, keys = [], [], [], []
-    silent = 0
-    clicks = {"original": [0, 0, 0, 0], "reconstruction": [0, 0, 0, 0]}
-    written = 0
-    band_sums = {"original": 0.0, "reconstruction": 0.0}
-    pending: list = []
+    tally = _Tally(model.to(device).eval(), device, wav_dir)
+    skipped: list[str] = []
     t0 = time.time()
-    encode_s = 0.0
-    audio_s = 0.0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num, desc="eval audio", unit="clip", disable=not sys.stderr.isatty())
-
-    def flush(batch: list) -> None:
-        nonlocal silent, written, encode_s, audio_s
-        wave = torch.stack([torch.from_numpy(np.clip(np.asarray(s.audio, np.float32), -1, 1)) for s in batch])
-        wave = wave[:, None].to(device)  # (B, N) → (B, 1, N)
-        n = wave.shape[-1]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.time()
-        codes = model.encode(wave)
-        recon = model.decode(codes, length=n)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        encode_s += time.time() - t
-        audio_s += wave.shape[0] * n / sr
-        codes_all.append(codes.cpu())
-        wave_c, recon_c = wave.cpu(), recon.cpu()
-        mels.extend(multiscale_mel_distance(recon_c, wave_c, sample_rate=sr).tolist())
-        band_sums["original"] = band_sums["original"] + band_power(wave_c[:, 0], sr)
-        band_sums["reconstruction"] = band_sums["reconstruction"] + band_power(recon_c[:, 0], sr)
-        loud = wave_c.abs().amax(dim=(1, 2)) >= SILENT_PEAK  # (B,)
-        silent += int((~loud).sum())
-        for k in range(levels):
-            y = recon_c if k == levels - 1 else model.decode(codes[:, : k + 1], length=n).cpu()
-            snr = si_snr(y[:, 0], wave_c[:, 0])
-            snr_by_levels[k].extend(snr[loud].tolist())
-        for i, s in enumerate(batch):
-            keys.append(s.key)
-            if is_synthetic(s):
-                ev = event_times(s)
-                for name, sig in (("original", wave_c[i, 0]), ("reconstruction", recon_c[i, 0])):
-                    c = detect_clicks(sig.numpy(), sr, ev)
-                    acc = clicks[name]
-                    acc[0] += c.hits
-                    acc[1] += c.events
-                    acc[2] += c.false_alarms
-                    acc[3] += c.quiet_windows
-            if wav_dir is not None and written < NUM_WAV_EXAMPLES:
-                Path(wav_dir).mkdir(parents=True, exist_ok=True)
-                write_wav(Path(wav_dir) / f"clip{written}_original.wav", wave_c[i, 0].numpy(), sr)
-                write_wav(Path(wav_dir) / f"clip{written}_reconstruction.wav", recon_c[i, 0].numpy(), sr)
-                written += 1
-        if bar is not None:
+    usable = readable_items(dataset, range(len(dataset)), log=skipped.append, check=_unusable(model))
+    samples = (sample for _, sample in itertools.islice(usable, max(num, 0)))  # stops before item num + 1
+    show = progress and sys.stderr.isatty()
+    with tqdm(total=num, desc="eval audio", unit="clip", disable=not show) as bar:
+        for batch in iter(lambda: list(itertools.islice(samples, batch_size)), []):
+            tally.add(batch)
             bar.update(len(batch))
-
-    def unusable(sample) -> str | None:
-        if not sample.has_audio:
-            return f"{sample.key}: no audio track"
-        if sample.sample_rate != sr:
-            raise UserError(f"{sample.key}: audio at {sample.sample_rate} Hz; the codec expects {sr} Hz")
-        if len(sample.audio) < model.hop:
-            return f"{sample.key}: only {len(sample.audio)} samples"
-        return None
-
-    count = 0
-    usable = readable_items(dataset, range(len(dataset)), log=skipped.append, check=unusable)
-    for _, sample in itertools.islice(usable, max(num, 0)):  # stops before reading item num + 1
-        pending.append(sample)
-        count += 1
-        if len(pending) == batch_size:
-            flush(pending)
-            pending = []
-    if pending:
-        flush(pending)
-    if bar is not None:
-        bar.close()
-    if count == 0:
+    if tally.count == 0:
         raise UserError("no clip with sound could be read from the data; check --data (see the skip reasons)")
-
-    codes = torch.cat(codes_all)  # (clips, K, F)
-    usage = rvq_codebook_usage(codes, cfg.codebook_size)
-    snr_means = [float(np.mean(v)) if v else float("nan") for v in snr_by_levels]
-
-    def rate(hits, total):
-        return hits / total if total else float("nan")
-
-    click_report = {
-        name: {
-            "events": acc[1],
-            "detected": acc[0],
-            "detection_rate": rate(acc[0], acc[1]),
-            "quiet_windows": acc[3],
-            "false_alarm_rate": rate(acc[2], acc[3]),
-        }
-        for name, acc in clicks.items()
-    }
-    return {
-        "clips": count,
-        "silent_clips": silent,
-        "skipped": len(skipped),
-        "skip_reasons": skipped[:20],
-        "si_snr_db": snr_means[-1],
-        "si_snr_db_std": float(np.std(snr_by_levels[-1])) if snr_by_levels[-1] else float("nan"),
-        "si_snr_db_by_levels": {str(k + 1): v for k, v in enumerate(snr_means)},
-        "mel_distance": float(np.mean(mels)),
-        "codebook_usage": [round(u["usage"], 4) for u in usage],
-        "codebook_entropy_bits": [round(u["entropy_bits"], 3) for u in usage],
-        "codebook_perplexity": [round(u["perplexity"], 1) for u in usage],
-        "frames_counted": int(codes.shape[0] * codes.shape[2]),
-        "bitrate_bps": cfg.bitrate,
-        "frame_rate_hz": cfg.frame_rate,
-        "levels": levels,
-        "codebook_size": cfg.codebook_size,
-        "bounce_clicks": click_report,
-        "band_levels": {
-            "band_hz": BAND_HZ,
-            **{
-                name: [round(10 * math.log10(float(p) / count + 1e-20), 1) for p in total]
-                for name, total in band_sums.items()
-            },
-        },
-        "codec_seconds": round(encode_s, 3),
-        "audio_seconds": round(audio_s, 3),
-        "wall_seconds": round(time.time() - t0, 2),
-        "keys": keys[:10],
-    }
+    return tally.report(skipped, time.time() - t0)
 
 
 def main(args) -> int:
