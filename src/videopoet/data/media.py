@@ -289,6 +289,101 @@ def _upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, quarter)) if quarter else img
 
 
+class _Decoded:
+    """What ``read_video``'s demux pass collects: frames and their times, mono audio chunks."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.chunks: list[np.ndarray] = []
+        self.audio_t0: float | None = None
+        self.audio_rate = 0
+        self.resampler = None
+        self.video_done = self.audio_done = False
+
+    def video(self, frame, origin: float, fps: float, start: float, end: float) -> None:
+        eps = 1e-6
+        t = (frame.time - origin) if frame.time is not None else len(self.times) / max(fps, 1e-9)
+        if t >= end - eps:
+            self.video_done = True
+        elif t >= start - eps:
+            self.frames.append(_upright(frame))
+            self.times.append(t)
+
+    def audio(self, frame, origin: float, end: float) -> None:
+        t = (frame.time - origin) if frame.time is not None else None
+        if t is not None and t >= end:
+            self.audio_done = True
+            return
+        if self.resampler is None:
+            # Planar float at the stream's own rate and layout: no delay, any input format.
+            av = require("av")
+            self.resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+            self.audio_rate = frame.sample_rate
+        for out in self.resampler.resample(frame):
+            if self.audio_t0 is None:
+                self.audio_t0 = t if t is not None else 0.0
+            self.chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))  # (C, n) → (n,)
+
+    def flush(self) -> None:
+        if self.resampler is not None:
+            for out in self.resampler.resample(None):
+                self.chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+
+
+def _demux(container, vstream, astream, start: float, end: float) -> _Decoded:
+    """Decode ``vstream`` (and ``astream``) from the current position up to ``end`` seconds."""
+    av = require("av")
+    fps, origin = _stream_fps(vstream), _stream_start(vstream)
+    got = _Decoded()
+    for packet in container.demux(*([vstream] + ([astream] if astream is not None else []))):
+        if got.video_done if packet.stream.type == "video" else got.audio_done:
+            continue
+        for frame in packet.decode():
+            if isinstance(frame, av.VideoFrame):
+                got.video(frame, origin, fps, start, end)
+                if got.video_done:
+                    break
+            else:
+                got.audio(frame, origin, end)
+                if got.audio_done:
+                    break
+        if got.video_done and (got.audio_done or astream is None):
+            break
+    got.flush()
+    return got
+
+
+def _trim_audio(got: _Decoded, start: float, stop: float, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    """The decoded audio from ``start`` to ``stop`` seconds (zeros where the stream starts late), at
+    ``sample_rate`` (None: the stream's)."""
+    audio, rate = np.concatenate(got.chunks), got.audio_rate
+    # audio[0] must be at `start`: trim what came before it, pad where the stream starts late.
+    offset = int(round((start - got.audio_t0) * rate))
+    audio = audio[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, np.float32), audio])
+    if math.isfinite(stop):
+        audio = audio[: max(0, int(round((stop - start) * rate)))]
+    if sample_rate is not None and sample_rate != rate:
+        audio, rate = resample_audio(audio, rate, sample_rate), sample_rate
+    return np.ascontiguousarray(audio, dtype=np.float32), rate
+
+
+def _check_decoded(name: str, times: list[float], header, start: float, end: float, fps: float) -> None:
+    """MediaError for no frames, or for fewer than the header promises (a truncated file)."""
+    if not times:
+        if header is not None and start >= header:
+            raise MediaError(f"{name}: start {start:.3f} s is past the end of the video ({header:.3f} s)")
+        raise MediaError(f"{name}: no decodable video frames (the file is corrupt or truncated)")
+    if header is not None and fps > 0:
+        # Frames the header promises but the file no longer holds: a truncated (or cut-short) download.
+        expected_last = min(end, header) - TRUNCATION_SLACK_FRAMES / fps
+        if times[-1] < expected_last:
+            raise MediaError(
+                f"{name}: truncated file: video data ends at {times[-1] + 1 / fps:.3f} s "
+                f"but the header says {header:.3f} s"
+            )
+
+
 def read_video(
     src: Source,
     *,
@@ -312,100 +407,31 @@ def read_video(
     av = require("av")
 
     container = _open_input(src)
+    end = math.inf if duration is None else start + duration
     try:
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if (with_audio and container.streams.audio) else None
         vstream.thread_type = "AUTO"
-        fps = _stream_fps(vstream)
-        origin = _stream_start(vstream)
-        end = math.inf if duration is None else start + duration
+        fps, origin = _stream_fps(vstream), _stream_start(vstream)
         header = _header_duration(container, vstream)
         if start > 0:
             # Lands on the keyframe at or before `start`; frames before it are decoded and dropped.
             container.seek(int((start + origin) / vstream.time_base), stream=vstream, backward=True)
-        eps = 1e-6
-        frames: list[np.ndarray] = []
-        times: list[float] = []
-        chunks: list[np.ndarray] = []
-        audio_t0: float | None = None
-        audio_rate = 0
-        resampler = None
-        video_done = audio_done = False
-        streams = [vstream] + ([astream] if astream is not None else [])
-        for packet in container.demux(*streams):
-            if packet.stream.type == "video" and video_done:
-                continue
-            if packet.stream.type == "audio" and audio_done:
-                continue
-            for frame in packet.decode():
-                if isinstance(frame, av.VideoFrame):
-                    t = (frame.time - origin) if frame.time is not None else len(times) / max(fps, 1e-9)
-                    if t >= end - eps:
-                        video_done = True
-                        break
-                    if t >= start - eps:
-                        frames.append(_upright(frame))
-                        times.append(t)
-                else:
-                    t = (frame.time - origin) if frame.time is not None else None
-                    if t is not None and t >= end:
-                        audio_done = True
-                        break
-                    if resampler is None:
-                        # Planar float at the stream's own rate and layout: no delay, any input format.
-                        resampler = av.AudioResampler(
-                            format="fltp", layout=frame.layout, rate=frame.sample_rate
-                        )
-                        audio_rate = frame.sample_rate
-                    for out in resampler.resample(frame):
-                        planes = out.to_ndarray()  # (C, n)
-                        if audio_t0 is None:
-                            audio_t0 = t if t is not None else 0.0
-                        chunks.append(planes.mean(axis=0, dtype=np.float32))
-            if video_done and (audio_done or astream is None):
-                break
-        if resampler is not None:
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-        audio_header = _header_duration(container, astream) if astream is not None else None
-        audio_origin = _stream_start(astream) - origin if astream is not None else 0.0
+        got = _demux(container, vstream, astream, start, end)
+        stop = end
+        if astream is not None and (audio_header := _header_duration(container, astream)) is not None:
+            # Drop the encoder's padding after the last real sample (AAC rounds up to 1024-sample frames).
+            stop = min(stop, _stream_start(astream) - origin + audio_header)
     except av.FFmpegError as e:
         raise MediaError(f"{name}: cannot decode, the file is corrupt or truncated ({_reason(e)})") from None
     finally:
         container.close()
 
-    if not frames:
-        if header is not None and start >= header:
-            raise MediaError(f"{name}: start {start:.3f} s is past the end of the video ({header:.3f} s)")
-        raise MediaError(f"{name}: no decodable video frames (the file is corrupt or truncated)")
-    if header is not None and fps > 0:
-        # Frames the header promises but the file no longer holds: a truncated (or cut-short) download.
-        expected_last = min(end, header) - TRUNCATION_SLACK_FRAMES / fps
-        if times[-1] < expected_last:
-            raise MediaError(
-                f"{name}: truncated file: video data ends at {times[-1] + 1 / fps:.3f} s "
-                f"but the header says {header:.3f} s"
-            )
-
-    audio = None
-    out_rate = 0
-    if astream is not None and chunks:
-        audio = np.concatenate(chunks)
-        out_rate = audio_rate
-        # audio[0] must be at `start`: trim what came before it, pad where the stream starts late.
-        offset = int(round((start - audio_t0) * audio_rate))
-        audio = audio[offset:] if offset >= 0 else np.concatenate([np.zeros(-offset, np.float32), audio])
-        stop = end
-        if audio_header is not None:
-            # Drop the encoder's padding after the last real sample (AAC rounds up to 1024-sample frames).
-            stop = min(stop, audio_origin + audio_header)
-        if math.isfinite(stop):
-            audio = audio[: max(0, int(round((stop - start) * audio_rate)))]
-        if sample_rate is not None and sample_rate != audio_rate:
-            audio = resample_audio(audio, audio_rate, sample_rate)
-            out_rate = sample_rate
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-    return VideoData(np.stack(frames), fps, audio, out_rate, np.asarray(times, dtype=np.float64), start)
+    _check_decoded(name, got.times, header, start, end, fps)
+    audio, rate = (
+        _trim_audio(got, start, stop, sample_rate) if astream is not None and got.chunks else (None, 0)
+    )
+    return VideoData(np.stack(got.frames), fps, audio, rate, np.asarray(got.times, dtype=np.float64), start)
 
 
 def probe_video(src: Source, *, verify: bool = True) -> VideoInfo:
