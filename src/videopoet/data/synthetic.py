@@ -194,6 +194,15 @@ SIZES_LIST = tuple(SIZES)
 
 
 def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], _Camera, dict[str, Any]]:
+    """A scene's objects, camera and background (in this order of draws from ``rng``)."""
+    objects = [_place_object(rng, spec, k) for k, spec in enumerate(_sample_specs(rng, split))]
+    camera = _sample_camera(rng)
+    return objects, camera, _sample_background(rng, camera.motion)
+
+
+def _sample_specs(rng: np.random.Generator, split: str) -> list[dict]:
+    """One or two objects' colour, shape, size and motion: a held-out composition first on the held-out
+    split, none on the train split."""
     n_obj = 2 if rng.random() < TWO_OBJECTS_P else 1
     heldout_slot = int(rng.integers(n_obj))
     combo = HELDOUT_COMPOSITIONS[rng.integers(len(HELDOUT_COMPOSITIONS))]
@@ -203,33 +212,36 @@ def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], 
         if n_obj == 2:
             other = _sample_object(rng, None, {specs[0]["color"]})
             specs.insert(1 - heldout_slot, other)  # heldout_slot picks which one is in front
-    else:
-        for _ in range(n_obj):
-            used = {o["color"] for o in specs}
+        return specs
+    for _ in range(n_obj):
+        used = {o["color"] for o in specs}
+        spec = _sample_object(rng, None, used)
+        while is_heldout_object(spec):
             spec = _sample_object(rng, None, used)
-            while is_heldout_object(spec):
-                spec = _sample_object(rng, None, used)
-            specs.append(spec)
-    objects = []
-    for k, spec in enumerate(specs):
-        sx = -1.0 if rng.random() < 0.5 else 1.0
-        sy = -1.0 if rng.random() < 0.5 else 1.0
-        major, minor = rng.uniform(*BOUNCE_MAJOR), rng.uniform(*BOUNCE_MINOR)
-        tx, ty = (major, minor) if rng.random() < 0.6 else (minor, major)
-        bounce = (rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), sx * tx, sy * ty)
-        spin = rng.uniform(*ROTATION_RANGE) * (-1.0 if rng.random() < 0.5 else 1.0)
-        objects.append(
-            _Object(
-                **spec,
-                depth=k,
-                angle0=0.0,
-                spin=spin if spec["motion"] == "rotating" else 0.0,
-                bounce=bounce,
-                choice=float(rng.random()),
-                extra=tuple(float(v) for v in rng.random(12)),
-            )
-        )
+        specs.append(spec)
+    return specs
 
+
+def _place_object(rng: np.random.Generator, spec: dict, depth: int) -> _Object:
+    """``spec`` with its bounce start and direction, spin and the draws its motion may use."""
+    sx = -1.0 if rng.random() < 0.5 else 1.0
+    sy = -1.0 if rng.random() < 0.5 else 1.0
+    major, minor = rng.uniform(*BOUNCE_MAJOR), rng.uniform(*BOUNCE_MINOR)
+    tx, ty = (major, minor) if rng.random() < 0.6 else (minor, major)
+    bounce = (rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), sx * tx, sy * ty)
+    spin = rng.uniform(*ROTATION_RANGE) * (-1.0 if rng.random() < 0.5 else 1.0)
+    return _Object(
+        **spec,
+        depth=depth,
+        angle0=0.0,
+        spin=spin if spec["motion"] == "rotating" else 0.0,
+        bounce=bounce,
+        choice=float(rng.random()),
+        extra=tuple(float(v) for v in rng.random(12)),
+    )
+
+
+def _sample_camera(rng: np.random.Generator) -> _Camera:
     if rng.random() < CAMERA_STATIC_P:
         cam_motion = "static"
     else:
@@ -241,8 +253,21 @@ def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], 
         "pan down": (0.0, PAN_DISTANCE),
     }.get(cam_motion, (0.0, 0.0))
     zoom_end = {"zoom in": ZOOM_FACTOR, "zoom out": 1.0 / ZOOM_FACTOR}.get(cam_motion, 1.0)
-    camera = _Camera(cam_motion, pan, zoom_end)
+    return _Camera(cam_motion, pan, zoom_end)
 
+
+def _stripe_angle(cam_motion: str, u_angle: float, flip: bool) -> float:
+    """Stripes only show motion across them (the aperture problem): under a pan, the stripe normal is
+    tilted 15-35 deg off the pan axis, so the pan moves them clearly (>= cos 35 of its speed) and a pan
+    along the other axis would have to be >= 1.4x faster to look the same; otherwise diagonal."""
+    if cam_motion in ("pan left", "pan right", "pan up", "pan down"):
+        axis = 0.0 if cam_motion in ("pan left", "pan right") else 90.0
+        off = STRIPE_PAN_TILT[0] + (STRIPE_PAN_TILT[1] - STRIPE_PAN_TILT[0]) * u_angle
+        return axis + (-off if flip else off)
+    return 20.0 + 50.0 * u_angle + (90.0 if flip else 0.0)  # diagonal: never axis-aligned
+
+
+def _sample_background(rng: np.random.Generator, cam_motion: str) -> dict[str, Any]:
     # A moving camera needs texture to be seen: solid and gradient backgrounds only with a static camera.
     kinds = BACKGROUNDS if cam_motion == "static" else ("stripes", "noise")
     kind = kinds[rng.integers(len(kinds))]
@@ -250,15 +275,6 @@ def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], 
     mid = list(BACKGROUND_MID.items())[rng.integers(len(BACKGROUND_MID))]
     solid = dark if rng.random() < 0.5 else mid
     u_angle, flip = rng.random(), rng.random() < 0.5
-    if cam_motion in ("pan left", "pan right", "pan up", "pan down"):
-        # Stripes only show motion across them (the aperture problem): tilt the stripe normal 15-35 deg
-        # off the pan axis, so the pan moves them clearly (>= cos 35 of its speed) and a pan along the
-        # other axis would have to be >= 1.4x faster to look the same.
-        axis = 0.0 if cam_motion in ("pan left", "pan right") else 90.0
-        off = STRIPE_PAN_TILT[0] + (STRIPE_PAN_TILT[1] - STRIPE_PAN_TILT[0]) * u_angle
-        angle_deg = axis + (-off if flip else off)
-    else:  # diagonal: never axis-aligned
-        angle_deg = 20.0 + 50.0 * u_angle + (90.0 if flip else 0.0)
     background: dict[str, Any] = {"kind": kind}
     if kind == "solid":
         background.update(color_names=[solid[0]], colors=[list(solid[1])])
@@ -271,13 +287,13 @@ def _sample_scene(rng: np.random.Generator, split: str) -> tuple[list[_Object], 
         background["angle_deg"] = float(rng.uniform(0.0, 360.0))
     elif kind == "stripes":
         background.update(
-            angle_deg=float(angle_deg),
+            angle_deg=float(_stripe_angle(cam_motion, u_angle, flip)),
             period_frac=float(rng.uniform(*STRIPE_PERIOD)),
             phase=float(rng.random()),
         )
     elif kind == "noise":
         background.update(cell_frac=float(rng.uniform(*NOISE_CELL)), noise_seed=int(rng.integers(2**31)))
-    return objects, camera, background
+    return background
 
 
 # ---------------------------------------------------------------- trajectories
@@ -759,6 +775,36 @@ def _check_args(seed, split, width, height, frames, fps, sample_rate) -> None:
         raise ClipArgumentError(f"sample_rate must be an integer of at least 4000 Hz, got {sample_rate!r}")
 
 
+def _paint(canvas: np.ndarray, r, width: int, height: int) -> None:
+    """Blend one object's raster ``r`` over ``canvas`` uint8 (T, H, W, 3), in place."""
+    side = r.color.shape[1]
+    a = r.coverage[..., None]
+    for t in range(canvas.shape[0]):
+        full, loc = _paste(t, r.box, side, width, height)
+        a_t = a[t][full]
+        blend = canvas[t][full] * (1.0 - a_t) + r.color[t][loc] * a_t
+        canvas[t][full] = np.rint(blend)  # convex blend of colours in [0, 255]: no clipping needed
+
+
+def _object_flow(flow: np.ndarray, r, tr, mask: np.ndarray, width: int, height: int) -> None:
+    """Write one object's forward flow into ``flow`` (T − 1, H, W, 2) where ``mask`` (T, H, W) shows it."""
+    side = r.color.shape[1]
+    # a point at local q moves to c' + radius' * R(angle') q
+    qx, qy = r.local[0][:-1], r.local[1][:-1]  # (T-1, S, S)
+    c1, s1 = np.cos(tr.angle[1:])[:, None, None], np.sin(tr.angle[1:])[:, None, None]
+    rad1 = tr.radius[1:, None, None]
+    nx = tr.x[1:, None, None] + rad1 * (c1 * qx - s1 * qy)
+    ny = tr.y[1:, None, None] + rad1 * (s1 * qx + c1 * qy)
+    ar = np.arange(side)
+    px = r.box[:-1, 0, None, None] + ar[None, None, :]
+    py = r.box[:-1, 1, None, None] + ar[None, :, None]
+    fx, fy = (nx - px).astype(np.float32), (ny - py).astype(np.float32)
+    for t in range(qx.shape[0]):
+        full, loc = _paste(t, r.box, side, width, height)
+        m = mask[t][full]
+        flow[t][full][m] = np.stack([fx[t][loc][m], fy[t][loc][m]], -1)
+
+
 def render_clip(
     seed: int,
     *,
@@ -800,37 +846,14 @@ def render_clip(
     depth = np.full((frames, height, width), BACKGROUND_DEPTH, np.float32)
     flow = _background_flow(camera, s, width, height)
     for k in reversed(range(len(objects))):
-        r, tr = rasters[k], tracks[k]
-        side = r.color.shape[1]
-        a = r.coverage[..., None]
-        for t in range(frames):
-            full, loc = _paste(t, r.box, side, width, height)
-            a_t = a[t][full]
-            blend = canvas[t][full] * (1.0 - a_t) + r.color[t][loc] * a_t
-            canvas[t][full] = np.rint(blend)  # convex blend of colours in [0, 255]: no clipping needed
+        _paint(canvas, rasters[k], width, height)
         depth[masks[k]] = 1.0 + objects[k].depth
         if frames > 1:
-            # a point at local q moves to c' + radius' * R(angle') q
-            qx, qy = r.local[0][:-1], r.local[1][:-1]  # (T-1, S, S)
-            c1, s1 = np.cos(tr.angle[1:])[:, None, None], np.sin(tr.angle[1:])[:, None, None]
-            rad1 = tr.radius[1:, None, None]
-            nx = tr.x[1:, None, None] + rad1 * (c1 * qx - s1 * qy)
-            ny = tr.y[1:, None, None] + rad1 * (s1 * qx + c1 * qy)
-            ar = np.arange(side)
-            px = r.box[:-1, 0, None, None] + ar[None, None, :]
-            py = r.box[:-1, 1, None, None] + ar[None, :, None]
-            fx, fy = (nx - px).astype(np.float32), (ny - py).astype(np.float32)
-            for t in range(frames - 1):
-                full, loc = _paste(t, r.box, side, width, height)
-                m = masks[k, t][full]
-                flow[t][full][m] = np.stack([fx[t][loc][m], fy[t][loc][m]], -1)
-    frames_u8 = canvas
+            _object_flow(flow, rasters[k], tracks[k], masks[k], width, height)
 
-    events = []
-    for k, obj in enumerate(objects):
-        for frame_f, wall in _bounce_events(obj, frames):
-            events.append((frame_f, wall, k))
-    events.sort()
+    events = sorted(
+        (frame_f, wall, k) for k, o in enumerate(objects) for frame_f, wall in _bounce_events(o, frames)
+    )
     audio = _render_audio(
         objects, events, frames, fps, sample_rate, width, height, np.random.default_rng(audio_ss)
     )
@@ -838,7 +861,7 @@ def render_clip(
 
     attributes = _attributes(objects, tracks, camera, background, events, s, split, seed, width, height, fps)
     return Clip(
-        frames=frames_u8,
+        frames=canvas,
         audio=audio,
         sample_rate=sample_rate,
         fps=fps,
