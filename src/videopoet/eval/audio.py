@@ -312,6 +312,59 @@ def evaluate(
     return tally.report(skipped, time.time() - t0)
 
 
+def _notes(metrics: dict[str, Any], data: str) -> list[str]:
+    """The report's sentences: what was measured, the bitrate, the bounce clicks, the band levels."""
+    bc = metrics["bounce_clicks"]
+    notes = [
+        f"{metrics['clips']} clips of {CLIP_FRAMES / 8:g} s from `{data}` "
+        f"({metrics['silent_clips']} silent, left out of SI-SNR); codebook usage counted over "
+        f"{metrics['frames_counted']} frames.",
+        f"Bitrate {metrics['bitrate_bps']:g} bit/s = {metrics['levels']} levels × "
+        f"log2({metrics['codebook_size']}) bits × {metrics['frame_rate_hz']:g} frames/s.",
+    ]
+    if bc["original"]["events"]:
+        notes.append(
+            f"Bounce clicks within ±{EVENT_TOLERANCE_S * 1000:.0f} ms of {bc['original']['events']} events: "
+            f"detected in {bc['original']['detection_rate']:.0%} of originals and "
+            f"{bc['reconstruction']['detection_rate']:.0%} of reconstructions; false alarms in event-free "
+            f"windows {bc['original']['false_alarm_rate']:.0%} / "
+            f"{bc['reconstruction']['false_alarm_rate']:.0%}. Detector: energy above "
+            f"{CLICK_BAND_HZ / 1000:g} kHz, {CLICK_CONTRAST_DB:g} dB over the clip median."
+        )
+    bl = metrics["band_levels"]
+    width = bl["band_hz"] / 1000
+    notes.append(
+        "Mean power per band, original → reconstruction (dB): "
+        + "; ".join(
+            f"{k * width:g}–{(k + 1) * width:g} kHz {a:.1f} → {b:.1f}"
+            for k, (a, b) in enumerate(zip(bl["original"], bl["reconstruction"]))
+        )
+        + "."
+    )
+    return notes
+
+
+def _band_chart(out: Path, bl: dict[str, Any]) -> list:
+    """The band-level bar chart as the report's one image ([] without pillow)."""
+    from videopoet.eval.report import bar_chart
+
+    width, floor = bl["band_hz"] / 1000, BAND_CHART_FLOOR_DB
+    bands = {
+        name: {
+            f"{k * width:g}-{(k + 1) * width:g}k": max(0.0, level - floor) for k, level in enumerate(bl[name])
+        }
+        for name in ("original", "reconstruction")
+    }
+    title = f"mean power per band, dB above {floor:g} dB"
+    try:
+        return [
+            ("power per band", bar_chart(out.parent / f"{out.name}_bands.png", bands, title=title, ymax=None))
+        ]
+    except ImportError:  # pillow (the media extra) draws the chart; the numbers are in the JSON either way
+        log.info("pillow is not installed: no band chart")
+        return []
+
+
 def main(args) -> int:
     from videopoet.data.datasets import open_dataset
     from videopoet.device import pick_device
@@ -345,50 +398,7 @@ def main(args) -> int:
     metrics["model"] = str(args.model)
     metrics["data"] = str(args.data)
     metrics["device"] = str(device)
-    bc = metrics["bounce_clicks"]
-    notes = [
-        f"{metrics['clips']} clips of {CLIP_FRAMES / 8:g} s from `{args.data}` "
-        f"({metrics['silent_clips']} silent, left out of SI-SNR); codebook usage counted over "
-        f"{metrics['frames_counted']} frames.",
-        f"Bitrate {metrics['bitrate_bps']:g} bit/s = {metrics['levels']} levels × "
-        f"log2({metrics['codebook_size']}) bits × {metrics['frame_rate_hz']:g} frames/s.",
-    ]
-    if bc["original"]["events"]:
-        notes.append(
-            f"Bounce clicks within ±{EVENT_TOLERANCE_S * 1000:.0f} ms of {bc['original']['events']} events: "
-            f"detected in {bc['original']['detection_rate']:.0%} of originals and "
-            f"{bc['reconstruction']['detection_rate']:.0%} of reconstructions; false alarms in event-free "
-            f"windows {bc['original']['false_alarm_rate']:.0%} / "
-            f"{bc['reconstruction']['false_alarm_rate']:.0%}. Detector: energy above "
-            f"{CLICK_BAND_HZ / 1000:g} kHz, {CLICK_CONTRAST_DB:g} dB over the clip median."
-        )
-    bl = metrics["band_levels"]
-    width = bl["band_hz"] / 1000
-    notes.append(
-        "Mean power per band, original → reconstruction (dB): "
-        + "; ".join(
-            f"{k * width:g}–{(k + 1) * width:g} kHz {a:.1f} → {b:.1f}"
-            for k, (a, b) in enumerate(zip(bl["original"], bl["reconstruction"]))
-        )
-        + "."
-    )
-    images: list = []
-    try:
-        from videopoet.eval.report import bar_chart
-
-        floor = BAND_CHART_FLOOR_DB
-        bands = {
-            name: {
-                f"{k * width:g}-{(k + 1) * width:g}k": max(0.0, level - floor)
-                for k, level in enumerate(bl[name])
-            }
-            for name in ("original", "reconstruction")
-        }
-        chart = out.parent / f"{out.name}_bands.png"
-        title = f"mean power per band, dB above {floor:g} dB"
-        images.append(("power per band", bar_chart(chart, bands, title=title, ymax=None)))
-    except ImportError:  # pillow (the media extra) draws the chart; the numbers are in the JSON either way
-        log.info("pillow is not installed: no band chart")
+    notes, images = _notes(metrics, args.data), _band_chart(out, metrics["band_levels"])
     json_path, md_path = write_report(out, "Audio codec evaluation", metrics, images=images, notes=notes)
     print(
         f"SI-SNR {metrics['si_snr_db']:.2f} dB, mel distance {metrics['mel_distance']:.3f}, "
