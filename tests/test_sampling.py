@@ -265,6 +265,16 @@ def test_guidance_needs_text(model):
         generate(model, ex.ids, ex.prefix_len, plan=plan_of("video_to_audio"), guidance_scale=2.0)
 
 
+def test_non_finite_guidance_or_temperature_is_refused(model):
+    ex, text = example("text_to_video")
+    plan = plan_of("text_to_video")
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+            generate(model, ex.ids, ex.prefix_len, *text, plan=plan, guidance_scale=bad)
+        with pytest.raises(ValueError, match="need temperature"):
+            generate(model, ex.ids, ex.prefix_len, *text, plan=plan, temperature=abs(bad))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled decode step is a GPU path")
 def test_compiled_step_on_gpu_matches_eager_and_never_syncs():
     from videopoet.sampling.autoregressive import _compiled_step, decode_n_tokens

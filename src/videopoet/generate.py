@@ -87,8 +87,10 @@ def _check_args(args, task: str) -> None:
         raise UserError(f"--guidance and --negative-prompt need a text task; {task} reads no text")
     if args.no_audio and task in _SOUND_OUT:
         raise UserError(f"--no-audio contradicts task {task}, whose output is sound")
-    if args.temperature is not None and not args.temperature > 0:
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
         raise UserError(f"--temperature must be positive, got {args.temperature}")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise UserError(f"--guidance must be a finite number, got {args.guidance}")
 
 
 def _probe(path: str | None) -> _VideoInfo | None:

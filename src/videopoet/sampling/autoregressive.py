@@ -266,15 +266,18 @@ def _setup_caches(model, rows: int, length: int) -> None:
         model.setup_caches(rows, length)
 
 
-def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p) -> None:
+def _check(model, prefix_len: int, n_out: int, temperature, top_k, top_p, guidance_scale) -> None:
     if prefix_len < 1 or n_out < 1 or prefix_len + n_out - 1 > model.config.max_seq_len:
         raise ValueError(
             f"prefix of {prefix_len} + {n_out} output tokens must fit max_seq_len {model.config.max_seq_len}"
         )
-    if temperature < 0 or (top_k is not None and top_k < 1) or (top_p is not None and not 0 < top_p <= 1):
+    bad_temperature = not (math.isfinite(temperature) and temperature >= 0)  # NaN fails every comparison
+    if bad_temperature or (top_k is not None and top_k < 1) or (top_p is not None and not 0 < top_p <= 1):
         raise ValueError(
             f"need temperature ≥ 0, top_k ≥ 1, 0 < top_p ≤ 1; got {temperature}, {top_k}, {top_p}"
         )
+    if not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
 
 
 @contextlib.contextmanager
@@ -328,7 +331,7 @@ def generate(
     if guided:
         ids, text, text_mask = _guidance_rows(ids, text, text_mask, negative)
     rows, device, n_out = ids.shape[0], ids.device, len(plan)
-    _check(model, prefix_len, n_out, temperature, top_k, top_p)
+    _check(model, prefix_len, n_out, temperature, top_k, top_p, guidance_scale)
     allowed = plan_bounds(plan, model.config.vocab_size, device)
     scales = [guidance_schedule(i, n_out, guidance_scale, guidance_schedule_kind) for i in range(n_out)]
     scales = torch.tensor(scales, device=device)
