@@ -267,6 +267,7 @@ def test_bad_inputs_one_line_before_loading(model, media, png, tmp_path, capsys)
         (["--task", "avcont", "--audio", media / "in.mp4"], "needs --video FILE (or --image FILE"),
         (["--task", "avcont", *video, "--no-audio"], "--no-audio contradicts"),
         (["--task", "v2a", "--video", media / "junk.mp4"], "junk.mp4"),  # not a video
+        (["x", "--task", "i2v", "--image", media / "junk.mp4"], "not a readable image"),
         (["x", "--guidance", "nan"], "--guidance must be a finite number"),
         (["x", "--guidance", "inf"], "--guidance must be a finite number"),
         (["x", "--temperature", "nan"], "--temperature must be positive"),

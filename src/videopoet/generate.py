@@ -177,11 +177,13 @@ def _check_mask(args, video: _VideoInfo | None) -> None:
 
 def _check_inputs(args, task: str) -> int:
     """Every check that needs no model → the clip's length in frames."""
-    from videopoet.conditions import require_geometry
+    from videopoet.conditions import load_image, require_geometry
 
     for kind in ("image", "video", "audio"):
         setattr(args, kind, _input_file(getattr(args, kind), f"--{kind}"))
     _check_args(args, task)
+    if args.image is not None:  # opened now, so that a bad file is reported before the model loads
+        load_image(args.image, *args.size)
     video = _probe(args.video)
     num_frames = _num_frames(args, task, video)
     _check_mask(args, video)
