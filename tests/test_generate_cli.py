@@ -221,22 +221,23 @@ def test_stylize_and_edit(model, media, png, tmp_path, capsys, monkeypatch, one_
         "--size",
         "32x32",
     ]
-    monkeypatch.setattr(conditions, "has_opencv", lambda: False)
-    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
-    rc, err = run([*style, "--out", tmp_path / "s.mp4"], capsys)
-    assert rc == 2 and "opencv-python-headless" in one_error_line(err) and "loading" not in err
-    monkeypatch.setattr(conditions, "has_opencv", lambda: True)
-    monkeypatch.setattr(
-        "videopoet.lm.records.farneback_flow", lambda f: np.ones((len(f) - 1, 32, 32, 2), "f4")
-    )
-    depth = {"fake": lambda device: lambda f: np.ones(f.shape[:3], np.float32)}
-    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", depth)
     load = VideoPoetPipeline.from_pretrained.__func__
     monkeypatch.setattr(
         VideoPoetPipeline,
         "from_pretrained",
         classmethod(lambda cls, path=None, **kw: load(cls, path, text_encoder=FakeEncoder())),
     )
+    # without OpenCV or a depth estimator: block_flow and motion_depth (conditions.clip_geometry)
+    monkeypatch.setattr(conditions, "has_opencv", lambda: False)
+    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
+    rc, err = run([*style, "--seconds", 0.6, "--out", tmp_path / "s.mp4"], capsys)
+    assert rc == 0, err
+    monkeypatch.setattr(conditions, "has_opencv", lambda: True)
+    monkeypatch.setattr(
+        "videopoet.lm.records.farneback_flow", lambda f: np.ones((len(f) - 1, 32, 32, 2), "f4")
+    )
+    depth = {"fake": lambda device: lambda f: np.ones(f.shape[:3], np.float32)}
+    monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", depth)
     rc, err = run([*style, "--seconds", 0.6, "--out", tmp_path / "s.gif"], capsys)
     assert rc == 0, err
     edit = ["a green square", "--model", model, "--task", "edit", "--image", png, "--size", "32x32"]

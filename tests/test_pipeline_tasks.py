@@ -12,7 +12,7 @@ from videopoet import conditions
 from videopoet.data.sample import frames_to_tensor
 from videopoet.data.synthetic import render_clip
 from videopoet.errors import UserError
-from videopoet.lm import tasks
+from videopoet.lm import records, tasks
 from videopoet.lm.transformer import PrefixLM
 from videopoet.lm.vocab import Vocab
 from videopoet.pipeline import VideoPoetPipeline
@@ -136,14 +136,34 @@ def test_stylization(pipe, clip, calls, one_thread):
         run(pipe, prompt="x", task="stylize", video=clip.frames, flow=clip.flow[:, :8], depth=clip.depth)
 
 
-def test_stylization_without_flow_or_depth(pipe, clip, monkeypatch):
+def test_stylization_without_opencv_or_depth_estimator(pipe, clip, monkeypatch, one_thread):
     monkeypatch.setattr(conditions, "has_opencv", lambda: False)
     monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
-    with pytest.raises(UserError, match="opencv-python-headless.*register_depth_estimator") as e:
-        run(pipe, prompt="x", task="stylize", video=clip.frames)
-    assert "\n" not in str(e.value)
-    with pytest.raises(UserError, match="editing needs the optical flow and depth"):
-        run(pipe, prompt="x", task="edit", image=clip.frames[0])
+    used = []
+    for name in ("block_flow", "motion_depth"):
+        real = getattr(records, name)
+        monkeypatch.setattr(records, name, lambda *a, _f=real, _n=name, **k: used.append(_n) or _f(*a, **k))
+    out = run(pipe, prompt="x", task="stylize", video=clip.frames, with_audio=False)
+    assert out.frames.shape == clip.frames.shape and used == ["block_flow", "motion_depth"]
+    out = run(pipe, prompt="x", task="edit", image=clip.frames[0], with_audio=False)
+    assert out.frames.shape == clip.frames.shape and used[2:] == ["block_flow", "motion_depth"]
+
+
+def test_block_flow_and_motion_depth():
+    texture = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    frames = np.stack([texture[10:74, 10:74], texture[12:76, 7:71], texture[12:76, 7:71]])
+    flow = records.block_flow(frames)  # content moves by (+3, −2) pixels, then stays
+    assert flow.shape == (2, 64, 64, 2) and flow.dtype == np.float32
+    assert np.array_equal(flow[0], np.broadcast_to([3.0, -2.0], (64, 64, 2))) and not flow[1].any()
+    world = render_clip(9, frames=9, width=64, height=64)  # static camera, two objects moving
+    assert world.attributes["camera"] == "static"
+    flow = records.block_flow(world.frames)
+    on = world.masks.any(0)  # (T, H, W) object pixels
+    assert np.linalg.norm(flow - world.flow, axis=-1)[on[1:]].mean() < 1.5  # pixels per frame
+    depth = records.motion_depth(flow, len(world.frames))
+    assert depth.shape == world.depth.shape and depth[on].mean() < 1.5 < 3.0 < depth[~on].mean()
+    with pytest.raises(ValueError, match="at least two frames"):
+        records.motion_depth(flow[:0], 1)
 
 
 def test_editing_is_image_to_video_then_stylization(pipe, clip, monkeypatch, one_thread):

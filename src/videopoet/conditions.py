@@ -13,8 +13,8 @@ Dimension key: T frames, H W pixels, N audio samples.
   inpainting, nearest-kept-pixel (edge) padding for the three outpaintings. On the trained regions the
   condition is exactly ``conditioning.commit_condition``'s.
 - ``clip_geometry``: stylization's optical flow and depth, given (the synthetic world's ``Clip.flow`` /
-  ``Clip.depth``) or computed (OpenCV Farnebäck flow, a registered depth estimator: ``lm/records.py``),
-  and one UserError naming what to install or register when they cannot be.
+  ``Clip.depth``) or computed (``lm/records.py``: OpenCV Farnebäck flow, else ``block_flow``; a
+  registered depth estimator, else ``motion_depth``), so stylization runs on any clip.
 - Long video: ``continuation_windows`` (the frame_prediction windows after the first), ``audio_windows``
   and ``crossfade`` (their sound), pure arithmetic the pipeline runs (pipeline.py's module docstring).
 """
@@ -246,38 +246,26 @@ def has_opencv() -> bool:
     return importlib.util.find_spec("cv2") is not None
 
 
-def missing_geometry(*, flow: bool, depth: bool) -> list[str]:
-    """What computing flow (``flow`` True) and depth (``depth`` True) lacks on this machine, as advice."""
-    from videopoet.lm.records import DEPTH_ESTIMATORS
-
-    missing = []
-    if flow and not has_opencv():
-        missing.append("optical flow needs OpenCV (pip install 'videopoet[flow]': opencv-python-headless)")
-    if depth and not DEPTH_ESTIMATORS:
-        missing.append("depth needs a depth estimator (videopoet.lm.records.register_depth_estimator)")
-    return missing
-
-
-def require_geometry(task: str, *, flow: bool = True, depth: bool = True) -> None:
-    """One UserError naming everything to install or register before ``task`` can compute them."""
-    missing = missing_geometry(flow=flow, depth=depth)
-    if missing:
-        arrays = "pass flow= and depth= arrays, or: " if task == "stylization" else ""
-        raise UserError(
-            f"{task} needs the optical flow and depth of its source clip: {arrays}{'; '.join(missing)}"
-        )
-
-
-def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, task: str = "stylization", device="cpu"):
+def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     """(flow float32 (T − 1, H, W, 2), depth float32 (T, H, W), larger = farther) of uint8 frames
-    (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones."""
-    from videopoet.lm.records import farneback_flow, load_depth_estimator
+    (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones. Flow: Farnebäck where
+    OpenCV is installed, else ``block_flow``; depth: the first registered depth estimator, else
+    ``motion_depth`` of that flow (what moves apart from the camera is near)."""
+    from videopoet.lm.records import (
+        DEPTH_ESTIMATORS,
+        block_flow,
+        farneback_flow,
+        load_depth_estimator,
+        motion_depth,
+    )
 
-    require_geometry(task, flow=flow is None, depth=depth is None)
     t, h, w = frames.shape[:3]
-    flow = farneback_flow(frames) if flow is None else _geometry_array(flow, "flow", (t - 1, h, w, 2))
-    if depth is None:
-        depth = np.asarray(load_depth_estimator("auto", torch.device(device))(frames), np.float32)
+    if flow is None:
+        flow = farneback_flow(frames) if has_opencv() else block_flow(frames)
+    flow = _geometry_array(flow, "flow", (t - 1, h, w, 2))
+    if depth is None and DEPTH_ESTIMATORS:
+        depth = load_depth_estimator("auto", torch.device(device))(frames)
+    depth = motion_depth(flow, t) if depth is None else depth
     return flow, _geometry_array(depth, "depth", (t, h, w))
 
 

@@ -177,7 +177,7 @@ def _check_mask(args, video: _VideoInfo | None) -> None:
 
 def _check_inputs(args, task: str) -> int:
     """Every check that needs no model → the clip's length in frames."""
-    from videopoet.conditions import load_image, require_geometry
+    from videopoet.conditions import load_image
 
     for kind in ("image", "video", "audio"):
         setattr(args, kind, _input_file(getattr(args, kind), f"--{kind}"))
@@ -187,8 +187,6 @@ def _check_inputs(args, task: str) -> int:
     video = _probe(args.video)
     num_frames = _num_frames(args, task, video)
     _check_mask(args, video)
-    if task in ("stylization", "editing"):
-        require_geometry(task)  # `generate` has no flow/depth flags: they are computed
     if task == "av_continuation":
         if (args.image is None) == (args.video is None):
             raise UserError("task av_continuation needs --video FILE (or --image FILE and --audio FILE)")

@@ -75,7 +75,6 @@ from videopoet.conditions import (
     load_mask,
     load_video,
     painting_condition,
-    require_geometry,
 )
 from videopoet.errors import UserError, require
 from videopoet.lm import tasks
@@ -484,8 +483,6 @@ class VideoPoetPipeline:
         flow = depth = None
         if name == "stylization":
             flow, depth = clip_geometry(video, media["flow"], media["depth"], device=self.device)
-        if name == "editing":
-            require_geometry(name)  # before the image_to_video step, not after it
         return _Inputs(image, video, wave, mask, flow, depth)
 
     def _count_steps(self, name: str, given: _Inputs, ctx: _Context, window: int, sound: bool) -> int:
@@ -520,7 +517,7 @@ class VideoPoetPipeline:
         if name == "editing":
             clip = self._generate_video("image_to_video", run.call("image_to_video", run.ctx.frames),
                                         image=given.image)  # fmt: skip
-            return self._stylize(clip, *clip_geometry(clip, task=name, device=self.device), run)
+            return self._stylize(clip, *clip_geometry(clip, device=self.device), run)
         if name == "audio_to_video":
             return self._generate_video(name, run.call(name, run.ctx.frames), audio=given.audio)
         return given.video  # video_to_audio: the given frames, with new sound

@@ -235,6 +235,45 @@ def farneback_flow(frames: np.ndarray) -> np.ndarray:
     return flow
 
 
+def block_flow(frames: np.ndarray, block: int = 8, radius: int = 6) -> np.ndarray:
+    """uint8 (T, H, W, 3) → float32 (T − 1, H, W, 2) dense flow without OpenCV: for each block × block
+    tile of frame t, the whole-pixel shift within ±``radius`` that best matches frame t + 1 (mean absolute
+    grey-level difference; ties go to the smaller shift, so flat regions read still), bilinearly
+    upsampled. Coarser than Farnebäck; generation uses it where OpenCV is missing."""
+    import torch.nn.functional as F
+
+    g = torch.from_numpy(np.ascontiguousarray(frames)).float().mean(-1)  # (T, H, W)
+    t, h, w = g.shape
+    if t < 2:
+        return np.zeros((0, h, w, 2), np.float32)
+    b = min(block, h, w)
+    nxt = F.pad(g[1:, None], (radius,) * 4, mode="replicate")[:, 0]  # (T − 1, H + 2r, W + 2r)
+    shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    costs = []
+    for dy, dx in shifts:
+        diff = (nxt[:, radius + dy : radius + dy + h, radius + dx : radius + dx + w] - g[:-1]).abs()
+        costs.append(F.avg_pool2d(diff[:, None], b, ceil_mode=True)[:, 0] + 1e-3 * (abs(dy) + abs(dx)))
+    best = torch.stack(costs, -1).argmin(-1)  # (T − 1, h/b, w/b)
+    d = torch.tensor(shifts, dtype=torch.float32)[best]  # (T − 1, h/b, w/b, 2) as (dy, dx)
+    flow = d.flip(-1).permute(0, 3, 1, 2)  # (T − 1, 2, h/b, w/b) as (dx, dy)
+    flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+    return flow.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def motion_depth(flow: np.ndarray, frames: int, near: float = 1.0, far: float = 4.0) -> np.ndarray:
+    """Depth (``frames``, H, W) from flow (frames − 1, H, W, 2) without a depth estimator: pixels moving
+    apart from the frame's dominant (camera) motion, by more than a pixel, are ``near``, the rest ``far``
+    (the synthetic world's layout: objects in front of a background plane). The first frame takes the
+    first flow's reading."""
+    flow = np.asarray(flow, np.float32)
+    if flow.shape[0] == 0:
+        raise ValueError("motion_depth needs at least two frames")
+    camera = np.median(flow.reshape(flow.shape[0], -1, 2), axis=1)[:, None, None]  # (T − 1, 1, 1, 2)
+    moving = np.linalg.norm(flow - camera, axis=-1) > 1.0  # (T − 1, H, W)
+    depth = np.where(moving, near, far).astype(np.float32)
+    return np.concatenate([depth[:1], depth])[:frames]
+
+
 def clip_geometry(sample: Sample, *, estimate: bool) -> Geometry | str:
     """Flow and depth of a clip, or why there are none: the synthetic ground truth when it applies; else,
     with ``estimate`` (a depth estimator fills ``depth`` later), Farnebäck flow (CPU, in loader workers)."""
