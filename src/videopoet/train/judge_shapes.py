@@ -197,11 +197,22 @@ def train(
     y_all = torch.from_numpy(np.concatenate([np.full(len(c), lab, np.int64) for c, lab in seqs]))
     config = ShapeNetConfig(wide=x_all.shape[1] == 2, trust=trust, crop=x_all.shape[-1], channels=channels)
     model = ShapeNet(config).to(device)
+    model.train()
+    loss = _fit_reader(model, x_all, y_all, gen, device=device, epochs=epochs, batch_size=batch_size, lr=lr)
+    report = {"train_objects": len(seqs), "train_crops": len(x_all), "final_loss": loss}
+    if trust:
+        report["final_trust_loss"] = _fit_trust(model, seqs, gen, device=device, epochs=trust_epochs, lr=lr)
+    model.eval()
+    report.update(_validate(model, data, device))
+    return model.cpu(), report
+
+
+def _fit_reader(model, x_all, y_all, gen, *, device, epochs: int, batch_size: int, lr: float) -> float:
+    """The reader, frame by frame: one-cycle AdamW on augmented random crops → the last step's loss."""
     reader = [p for n, p in model.named_parameters() if not n.startswith("trust.")]
     opt = torch.optim.AdamW(reader, lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(x_all) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 20), pct_start=0.1)
-    model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x_all), generator=gen)
         for i in range(0, len(order), batch_size):
@@ -212,37 +223,46 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-    report = {"train_objects": len(seqs), "train_crops": len(x_all), "final_loss": loss.item()}
-    if trust:
-        crops, mask, labels = pad_sequences(seqs)
-        for p in reader:
+    return loss.item()
+
+
+def _fit_trust(model, seqs, gen, *, device, epochs: int, lr: float) -> float:
+    """The trust head alone (the reader frozen), 32 whole objects a step, on the pooled clip's
+    cross-entropy → the last step's loss."""
+    crops, mask, labels = pad_sequences(seqs)
+    for name, p in model.named_parameters():
+        if not name.startswith("trust."):
             p.requires_grad_(False)
-        opt = torch.optim.AdamW(model.trust.parameters(), lr=lr, weight_decay=0.0)
-        for _ in range(trust_epochs):
-            order = torch.randperm(len(crops), generator=gen)
-            for i in range(0, len(order), 32):
-                idx = order[i : i + 32]
-                _, pooled = read_sequences(model, crops[idx].to(device), mask[idx].to(device), gen)
-                loss = nn.functional.nll_loss(pooled, labels[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        report["final_trust_loss"] = loss.item()
-    model.eval()
-    with torch.no_grad():
-        for variant, d in data.items():
-            if "val" not in d:
-                continue
-            c, m, y = pad_sequences(d["val"])
-            frame_right, object_right = 0, 0
-            for i in range(0, len(c), 256):
-                lp, pooled = read_sequences(model, c[i : i + 256].to(device), m[i : i + 256].to(device))
-                mi, yi = m[i : i + 256], y[i : i + 256]
-                frame_right += int(((lp.argmax(-1).cpu() == yi[:, None]) & mi).sum())
-                object_right += int((pooled.argmax(-1).cpu() == yi).sum())
-            report[f"val_frame_accuracy/{variant}"] = frame_right / int(m.sum())
-            report[f"val_object_accuracy/{variant}"] = object_right / len(c)
-    return model.cpu(), report
+    opt = torch.optim.AdamW(model.trust.parameters(), lr=lr, weight_decay=0.0)
+    for _ in range(epochs):
+        order = torch.randperm(len(crops), generator=gen)
+        for i in range(0, len(order), 32):
+            idx = order[i : i + 32]
+            _, pooled = read_sequences(model, crops[idx].to(device), mask[idx].to(device), gen)
+            loss = nn.functional.nll_loss(pooled, labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def _validate(model, data, device) -> dict[str, float]:
+    """Frame and object accuracy on each variant's ``val`` objects."""
+    report = {}
+    for variant, d in data.items():
+        if "val" not in d:
+            continue
+        c, m, y = pad_sequences(d["val"])
+        frame_right, object_right = 0, 0
+        for i in range(0, len(c), 256):
+            lp, pooled = read_sequences(model, c[i : i + 256].to(device), m[i : i + 256].to(device))
+            mi, yi = m[i : i + 256], y[i : i + 256]
+            frame_right += int(((lp.argmax(-1).cpu() == yi[:, None]) & mi).sum())
+            object_right += int((pooled.argmax(-1).cpu() == yi).sum())
+        report[f"val_frame_accuracy/{variant}"] = frame_right / int(m.sum())
+        report[f"val_object_accuracy/{variant}"] = object_right / len(c)
+    return report
 
 
 def main(argv=None) -> int:
