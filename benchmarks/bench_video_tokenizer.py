@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
     """Full training steps (``VideoTokenizerRecipe.train_step``, as ``videopoet train video-tokenizer``'s
-    engine calls it) on random clips already on the device."""
+    engine calls it) on random uint8 clips already on the device."""
     import tempfile
 
     from videopoet.config import from_dict
@@ -126,7 +126,8 @@ def _bench_train(args, device: torch.device, batch: int, iters: int) -> dict:
             })  # fmt: skip
             engine = Engine(cfg)
             recipe = VideoTokenizerRecipe(cfg, engine)
-            x = torch.rand(batch, 3, args.frames, args.size, args.size, device=device) * 2 - 1
+            shape = (batch, args.frames, args.size, args.size, 3)  # uint8, as the loader batches clips
+            x = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             sec = _time_steps(recipe, x, device, max(2, iters // 2), warmup=2 if device.type == "cuda" else 1)

@@ -196,7 +196,7 @@ def test_init_from_widens_the_codebook(tmp_path):
         torch.testing.assert_close(wide(video).recon, source(video).recon, atol=1e-5, rtol=0)
     new_cols = lambda: wide.decoder.conv_in.conv.weight[:, 8:]  # noqa: E731
     assert not new_cols().any()
-    row = recipe.train_step(torch.rand(2, 3, 5, 16, 16) * 2 - 1, 0)
+    row = recipe.train_step(torch.randint(0, 256, (2, 5, 16, 16, 3), dtype=torch.uint8), 0)  # as batched
     assert row["edge"] > 0 and np.isfinite(row["grad_norm"])  # the edge loss is on and logged
     assert new_cols().abs().sum() > 0  # one step and the decoder starts to read them
     with pytest.raises(ConfigError, match="not only in codebook_bits"):

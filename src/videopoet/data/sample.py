@@ -27,11 +27,17 @@ class Sample:
 def frames_to_tensor(frames: np.ndarray, device=None):
     """uint8 (T, H, W, 3) → float32 torch tensor (3, T, H, W) in [-1, 1], made on ``device`` (None: the
     CPU): the uint8 frames are moved, a quarter of the float bytes, and converted there (same values)."""
+    return uint8_to_video(frames_to_uint8(frames).to(device))
+
+
+def frames_to_uint8(frames: np.ndarray):
+    """uint8 (T, H, W, 3) → the same as a uint8 torch tensor (on the CPU), checked: what batches carry
+    between processes (``uint8_to_video`` converts them where they land)."""
     import torch
 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    return uint8_to_video(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
+    return torch.from_numpy(np.ascontiguousarray(frames))
 
 
 def uint8_to_video(frames):

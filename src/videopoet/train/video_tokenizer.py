@@ -224,7 +224,11 @@ class VideoTokenizerRecipe(Recipe):
         return _open(self.cfg.data, self.cfg, split="train")
 
     def prepare(self, sample: Any, position: int) -> torch.Tensor:
-        return clip_to_tensor(sample, position)
+        """uint8 (T, H, W, 3): a quarter of the float bytes between loader processes; ``train_step``
+        converts the batch on the device."""
+        from videopoet.data.sample import frames_to_uint8
+
+        return frames_to_uint8(sample.frames)
 
     def _set_lr(self, step: int) -> float:
         cfg = self.cfg
@@ -280,7 +284,10 @@ class VideoTokenizerRecipe(Recipe):
             "d_grad_norm": float("nan") if norm is None else norm,
         }
 
-    def train_step(self, x: torch.Tensor, step: int) -> dict[str, Any]:
+    def train_step(self, frames: torch.Tensor, step: int) -> dict[str, Any]:
+        from videopoet.data.sample import uint8_to_video
+
+        x = uint8_to_video(frames).contiguous()  # uint8 (B, T, H, W, 3) → float (B, 3, T, H, W) in [-1, 1]
         lr = self._set_lr(step)
         gan_on = self.disc is not None and step >= self.cfg.gan.start
         self.model.train()
