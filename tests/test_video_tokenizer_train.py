@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from videopoet.cli import main as cli
 from videopoet.config import ConfigError, from_dict, load_config
-from videopoet.data.sample import Sample
+from videopoet.data.sample import Sample, uint8_to_video
 from videopoet.eval.report import read_jsonl
 from videopoet.tokenizers.video import VideoTokenizer
 from videopoet.train import loop
@@ -120,14 +120,16 @@ class _Flaky:
 
 def test_bad_samples_are_skipped_deterministically(monkeypatch):
     monkeypatch.setattr(loop, "MAX_PERMUTED", 4)  # datasets larger than this are read in order
-    items = StepItems(_Flaky(), clip_to_tensor, seed=0)
+    prepare = _recipe(gan={"weight": 0.0}).prepare  # what the engine's loader runs: uint8 frames
+    items = StepItems(_Flaky(), prepare, seed=0)
     assert not items.shuffle
     video, index, reasons = items[1]
     assert index == 4 and reasons[0].startswith("item 1: OSError: disk on fire")
     assert len(reasons) == 3 and "unreadable" in reasons[1] and "uint8" in reasons[2]
-    assert torch.equal(video, items[4][0])  # position 1 fell through to item 4
+    assert torch.equal(video, items[4][0]) and video.dtype == torch.uint8  # position 1 fell through to 4
+    assert torch.equal(uint8_to_video(video), clip_to_tensor(_Flaky()[4], 4))  # what train_step converts
     batch = collate_step([items[0], items[1], items[4]])
-    assert batch.count == 3 and batch.data.shape == (3, 3, 5, 8, 8) and len(batch.skipped) == 3
+    assert batch.count == 3 and batch.data.shape == (3, 5, 8, 8, 3) and len(batch.skipped) == 3
     monkeypatch.undo()
 
     shuffled = StepItems(_Flaky(), clip_to_tensor, seed=3)
