@@ -156,7 +156,7 @@ def test_help_lists_generate(capsys):
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    """A 9-frame 48x48 mp4 with sound, a silent one, and mask images (white = generate)."""
+    """A 9-frame 48x48 mp4 with sound, a silent one, a one-frame one, and mask images (white = generate)."""
     Image = pytest.importorskip("PIL.Image")
     pytest.importorskip("av")
     from videopoet.data.media import write_mp4
@@ -166,6 +166,7 @@ def media(tmp_path_factory):
     clip = rng.integers(0, 256, (9, 48, 48, 3), dtype=np.uint8)
     write_mp4(folder / "in.mp4", clip, 8.0, (0.1 * rng.standard_normal(18000)).astype(np.float32), 16000)
     write_mp4(folder / "silent.mp4", clip, 8.0)
+    write_mp4(folder / "one_frame.mp4", clip[:1], 8.0)
     (folder / "junk.mp4").write_bytes(b"not a video")
     box = np.zeros((48, 48), np.uint8)
     box[12:36, 12:36] = 255
@@ -262,6 +263,7 @@ def test_bad_inputs_one_line_before_loading(model, media, png, tmp_path, capsys)
         (["--task", "continue"], "needs --video"),
         (["--task", "continue", *video, "--seconds", 0.6], "continuing it needs more --seconds"),
         (["--task", "v2a", *video, "--seconds", 2.1], "covers 9 frames"),
+        (["x", "--task", "stylize", "--video", media / "one_frame.mp4"], "needs a clip of at least 5 frames"),
         (["x", "--task", "t2i", "--seconds", 1], "--seconds does not apply"),
         (["--task", "avcont", "--video", media / "silent.mp4"], "needs sound"),
         (["--task", "avcont", "--image", png], "needs sound"),

@@ -164,6 +164,8 @@ def test_block_flow_and_motion_depth():
     assert depth.shape == world.depth.shape and depth[on].mean() < 1.5 < 3.0 < depth[~on].mean()
     with pytest.raises(ValueError, match="at least two frames"):
         records.motion_depth(flow[:0], 1)
+    with pytest.raises(ValueError, match="2 frames or more"):
+        conditions.clip_geometry(world.frames[:1])
 
 
 def test_editing_is_image_to_video_then_stylization(pipe, clip, monkeypatch, one_thread):

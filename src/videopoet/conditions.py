@@ -260,6 +260,8 @@ def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     )
 
     t, h, w = frames.shape[:3]
+    if t < 2:
+        raise ValueError(f"optical flow and depth need a source clip of 2 frames or more, got {t}")
     if flow is None:
         flow = farneback_flow(frames) if has_opencv() else block_flow(frames)
     flow = _geometry_array(flow, "flow", (t - 1, h, w, 2))

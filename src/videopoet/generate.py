@@ -145,6 +145,11 @@ def _num_frames(args, task: str, video: _VideoInfo | None) -> int:
             f"--video {args.video} has {have} frames ({have / FPS:.2f} s at {FPS} fps): continuing it needs "
             f"more --seconds than that (the output holds them, then the new frames)"
         )
+    if task in _READS_VIDEO_LENGTH and frames < 1 + TEMPORAL_FACTOR:  # (--seconds is checked for this)
+        raise UserError(
+            f"task {task} needs a clip of at least {1 + TEMPORAL_FACTOR} frames at {FPS} fps; --video "
+            f"{args.video} covers {have} ({have / FPS:.2f} s)"
+        )
     if task in _READS_VIDEO_LENGTH and frames > have:
         raise UserError(
             f"--video {args.video} covers {have} frames ({have / FPS:.2f} s at {FPS} fps); task {task} "
