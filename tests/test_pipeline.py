@@ -146,6 +146,9 @@ def test_bad_task_and_inputs(pipe):
         run(pipe, prompt="x", image=np.zeros((H, W, 3), np.uint8))
     with pytest.raises(ValueError, match="num_frames must be 1 \\+ 4"):
         pipe(prompt="x", num_frames=6, width=W, height=H)
+    for seed in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            run(pipe, prompt="x", seed=seed)
     with pytest.raises(ValueError, match="guidance needs a text prompt"):
         run(pipe, task="v2a", video=np.zeros((FRAMES, H, W, 3), np.uint8), guidance_scale=3.0)
     with pytest.raises(ValueError, match="needs image="):

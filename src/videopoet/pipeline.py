@@ -318,6 +318,8 @@ class VideoPoetPipeline:
         check_media(name, media)
         guidance_scale = default_guidance(name, prompt, guidance_scale)
         self._check_options(name, keep_first_frame, with_audio, guidance_scale, negative_prompt, compile)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         frames = 1 if name == "text_to_image" else num_frames
         self._check_shape(frames, width, height)
         sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p,
