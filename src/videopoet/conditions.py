@@ -251,13 +251,7 @@ def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones. Flow: Farnebäck where
     OpenCV is installed, else ``block_flow``; depth: the first registered depth estimator, else
     ``motion_depth`` of that flow (what moves apart from the camera is near)."""
-    from videopoet.lm.records import (
-        DEPTH_ESTIMATORS,
-        block_flow,
-        farneback_flow,
-        load_depth_estimator,
-        motion_depth,
-    )
+    from videopoet.lm.records import block_flow, farneback_flow, load_depth_estimator, motion_depth
 
     t, h, w = frames.shape[:3]
     if t < 2:
@@ -265,8 +259,10 @@ def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     if flow is None:
         flow = farneback_flow(frames) if has_opencv() else block_flow(frames)
     flow = _geometry_array(flow, "flow", (t - 1, h, w, 2))
-    if depth is None and DEPTH_ESTIMATORS:
-        depth = load_depth_estimator("auto", torch.device(device))(frames)
+    # "auto": the first registered depth estimator, None where none is
+    estimator = load_depth_estimator("auto", torch.device(device)) if depth is None else None
+    if estimator is not None:
+        depth = estimator(frames)
     depth = motion_depth(flow, t) if depth is None else depth
     return flow, _geometry_array(depth, "depth", (t, h, w))
 
