@@ -102,7 +102,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     """Each row's decoded 256×256 clip (1, 3, T, H, W) on the CPU, the 256×256 rendering, and the token
     agreement of rows (a) and (d) with the rendering's tokens."""
     from videopoet.data.synthetic import render_clip
-    from videopoet.superres.upscale import back_project, resize, upscale_tokens
+    from videopoet.superres.upscale import back_project, draft_tokens, resize, upscale_tokens
 
     small = render_clip(seed, split="heldout", width=128, height=128, frames=args.frames)
     lo_tokens = tokenizer.encode(_to_tensor(small.frames).to(device))
@@ -110,13 +110,22 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     true = tokenizer.encode(_to_tensor(big.frames).to(device))
     lo_recon = tokenizer.decode(lo_tokens)  # (1, 3, T, 128, 128)
     bicubic = resize(lo_recon, 2).clamp(-1, 1)
-    tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}
+    tokens = {"bicubic_tokens": draft_tokens(tokenizer, lo_tokens)}  # = the encoded bicubic: the draft
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)
         scale = args.guidance_text if text is not None else 1.0
-        tokens["superres"] = upscale_tokens(model, lo_tokens, text, mask, steps=args.steps, text_scale=scale,
-                                            lo_scale=args.guidance_lowres, seed=seed)  # fmt: skip
+        tokens["superres"] = upscale_tokens(
+            model,
+            lo_tokens,
+            text,
+            mask,
+            tokenizer=tokenizer,
+            steps=args.steps,
+            text_scale=scale,
+            lo_scale=args.guidance_lowres,
+            seed=seed,
+        )
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
     if "superres" in out:  # row (a'): what upscale_frames returns (consistency on)
         out["superres_consistent"] = back_project(out["superres"].float(), lo_recon.float())
@@ -215,13 +224,15 @@ def speed(args, device) -> dict:
     plan = [range(first, first + cfg.mask_id)] * n_out
 
     text = torch.randn(1, 8, cfg.text_dim, device=device)
+    # a draft grid as the model's input (making it is one tokenizer decode + encode, not timed here)
+    draft = torch.randint(0, cfg.mask_id, (1, t, h, w), device=device) if cfg.draft else None
 
     def masked():
-        return maskgit_decode(sr, lo, steps=args.steps, seed=0, compile=args.compile)
+        return maskgit_decode(sr, lo, draft=draft, steps=args.steps, seed=0, compile=args.compile)
 
     def guided():  # the paper's stage-2 scales: three rows per step (full, no text, no low-res)
-        return maskgit_decode(sr, lo, text, steps=args.steps, text_scale=8.0, lo_scale=2.0, seed=0,
-                              compile=args.compile)  # fmt: skip
+        return maskgit_decode(sr, lo, text, draft=draft, steps=args.steps, text_scale=8.0, lo_scale=2.0,
+                              seed=0, compile=args.compile)  # fmt: skip
 
     def autoregressive():
         return generate(lm, lo.flatten() + first, n_prefix, plan=plan, seed=0, compile=args.compile)

@@ -2,6 +2,7 @@
 cross-attention), token factorization, the MaskGIT schedule and decoding with two guidance scales, preset
 sizes and grids (tiny and paper on the meta device), input checks, save/load."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -143,11 +144,18 @@ class _Recorder:
     """Wraps a model: records every call's high-res input; optionally scrambles the guidance rows."""
 
     def __init__(self, model, scramble=False):
-        self.model, self.config, self.scramble, self.inputs = model, model.config, scramble, []
+        self.model, self.config, self.scramble, self.inputs, self.conditions = (
+            model,
+            model.config,
+            scramble,
+            [],
+            [],
+        )
 
-    def __call__(self, hi, lo, text, text_mask):
+    def __call__(self, hi, lo, text, text_mask, draft=None):
         self.inputs.append(hi.clone())
-        out = self.model(hi, lo, text, text_mask)
+        self.conditions.append((lo.clone(), None if draft is None else draft.clone()))
+        out = self.model(hi, lo, text, text_mask, draft)
         if not self.scramble:
             return out
         b = 2  # the full rows (_inputs' batch); the guidance rows come after them
@@ -205,7 +213,43 @@ def test_only_the_rows_guidance_reads_are_run(with_text, text_scale, lo_scale, r
     assert rec.inputs[0].shape[0] == rows * lo.shape[0]
 
 
+def test_the_draft_rides_with_the_low_res_rows_and_is_dropped_with_them():
+    _, lo, text = _inputs()
+    draft = torch.randint(0, CFG.mask_id, (2, *GRID), generator=torch.Generator().manual_seed(4))
+    rec = _Recorder(_model())
+    maskgit_decode(rec, lo, text, draft=draft, steps=1, text_scale=3.0, lo_scale=2.0)
+    rows_lo, rows_draft = rec.conditions[0]  # rows: full, no text, no low-res (2 clips each)
+    assert torch.equal(rows_draft[:4], torch.cat([draft, draft])) and torch.equal(
+        rows_lo[:4], torch.cat([lo, lo])
+    )
+    assert (rows_draft[4:] == CFG.mask_id).all() and (rows_lo[4:] == CFG.mask_id).all()
+
+
 # ============================================================================================ model
+def test_draft_path_reads_each_draft_token_in_place_and_none_is_all_mask():
+    """With every attention's output projection zeroed, a draft token reaches its own position only; a
+    missing draft is the all-[MASK] one; a model without the path refuses a draft."""
+    model = _model()
+    assert CFG.draft and model.draft_embed is not None
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("wo.weight"):
+                param.zero_()
+        hi, lo, _ = _inputs(b=1)
+        draft = torch.randint(0, CFG.mask_id, hi.shape, generator=torch.Generator().manual_seed(1))
+        base = model(hi, lo, draft_tokens=draft).a
+        moved = draft.clone()
+        moved[0, 1, 2, 3] = (draft[0, 1, 2, 3] + 1) % CFG.mask_id
+        assert _changed_positions(model(hi, lo, draft_tokens=moved).a, base) == {(1, 2, 3)}
+        assert torch.equal(model(hi, lo).a, model(hi, lo, draft_tokens=torch.full_like(hi, CFG.mask_id)).a)
+    with pytest.raises(ValueError, match="shape"):
+        model(hi, lo, draft_tokens=draft[:, :1])
+    plain = SuperResTransformer(dataclasses.replace(CFG, draft=False))
+    assert plain.draft_embed is None
+    with pytest.raises(ValueError, match="no draft path"):
+        plain(hi, lo, draft_tokens=draft)
+
+
 def test_parent_path_places_each_low_res_token_on_its_four_children():
     """With every attention's output projection zeroed only the per-position path is left: a low-res
     token then reaches exactly the 2×2 high-res positions under it."""
@@ -262,7 +306,7 @@ def _meta_ids(*shape):
 
 @pytest.mark.parametrize("grid", [(5, 32, 32), (5, 56, 32)])  # 128×128 → 256×256 and 128×224 → 256×448
 def test_tiny_preset_grids(tiny_meta, grid):
-    assert param_count("tiny") == 5_242_944
+    assert param_count("tiny") == 3_683_200
     assert PRESETS["tiny"].factor_size == 64
     t, h, w = grid
     logits = tiny_meta(_meta_ids(1, t, h, w), _meta_ids(1, t, h // 2, w // 2))

@@ -67,7 +67,8 @@ def test_model_inputs_mask_noise_and_drop():
         "noise_ids": torch.randint(0, 256, (2, 2, 4, 4), generator=g),
         "drop_lo": torch.tensor([False, True]),
     }
-    hi_in, lo_in = model_inputs(hi, lo, batch, CFG.mask_id)
+    hi_in, lo_in, none = model_inputs(hi, lo, batch, CFG.mask_id)
+    assert none is None
     assert torch.equal(hi_in[batch["hi_mask"]], torch.full_like(hi[batch["hi_mask"]], CFG.mask_id))
     assert torch.equal(hi_in[~batch["hi_mask"]], hi[~batch["hi_mask"]])
     noisy = batch["noise_mask"][0]
@@ -75,6 +76,12 @@ def test_model_inputs_mask_noise_and_drop():
         lo_in[0][~noisy], lo[0][~noisy]
     )
     assert (lo_in[1] == CFG.mask_id).all()
+    seen = []  # the draft is made from the noised condition (as at inference), then dropped with it
+    _, lo_again, draft = model_inputs(
+        hi, lo, batch, CFG.mask_id, lambda x: seen.append(x) or x.repeat(1, 1, 2, 2)
+    )
+    assert torch.equal(lo_again, lo_in) and torch.equal(seen[0][0], lo_in[0]) and draft.shape == (2, 2, 8, 8)
+    assert torch.equal(draft[0], lo_in[0].repeat(1, 2, 2)) and (draft[1] == CFG.mask_id).all()
 
 
 def test_loss_reads_masked_positions_only():

@@ -9,7 +9,8 @@ log-probability plus Gumbel noise scaled by temperature · (1 − progress): ear
 (diverse), late ones greedy (MaskGIT's annealed "choice temperature").
 
 Guidance (classifier-free, separately for the two conditions): each step runs three rows as one batch —
-full (text + low-res), no text (text_mask all False), no low-res (low-res grid all [MASK]) — and uses,
+full (text + low-res), no text (text_mask all False), no low-res (low-res grid and draft all [MASK]) — and
+uses,
 per factor head,
 
     l = l_full + (text_scale − 1) · (l_full − l_no_text) + (lo_scale − 1) · (l_full − l_no_lo)
@@ -113,6 +114,7 @@ def maskgit_decode(
     text: torch.Tensor | None = None,
     text_mask: torch.Tensor | None = None,
     *,
+    draft: torch.Tensor | None = None,
     steps: int = 24,
     text_scale: float = 1.0,
     lo_scale: float = 1.0,
@@ -122,7 +124,8 @@ def maskgit_decode(
 ) -> torch.Tensor:
     """High-res tokens (B, T, 2h, 2w) for low-res tokens (B, T, h, w) (and text (B, S, E), text_mask
     (B, S)) in ``steps`` forward passes of a SuperResTransformer (up to three rows each: see the module
-    docstring). Same inputs and seed → same tokens. ``compile``: the compiled forward (module docstring)."""
+    docstring); ``draft`` (B, T, 2h, 2w) for a model with the draft path (``upscale.draft_tokens``). Same
+    inputs and seed → same tokens. ``compile``: the compiled forward (module docstring)."""
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     cfg = model.config
@@ -130,7 +133,7 @@ def maskgit_decode(
     grid, n_tokens = (t, 2 * h, 2 * w), t * 4 * h * w
     generator = torch.Generator(device=lo_tokens.device).manual_seed(seed)
     drops = (text is not None and text_scale != 1, lo_scale != 1)  # (no-text row, no-low-res row) run?
-    rows = _guidance_rows(lo_tokens, text, text_mask, cfg.mask_id, drops)
+    rows = _guidance_rows(lo_tokens, text, text_mask, draft, cfg.mask_id, drops)
     tokens = lo_tokens.new_full((b, n_tokens), cfg.mask_id)  # (B, L): all open
     forward = _compiled_forward() if compile else _forward
     for step in range(steps):
@@ -151,8 +154,8 @@ def maskgit_decode(
     return tokens.view(b, *grid)
 
 
-def _forward(model, hi, lo, text, text_mask):
-    return model(hi, lo, text, text_mask)
+def _forward(model, hi, lo, text, text_mask, draft):
+    return model(hi, lo, text, text_mask, draft)
 
 
 @functools.cache
@@ -160,17 +163,19 @@ def _compiled_forward():
     return torch.compile(_forward, mode="reduce-overhead", fullgraph=True)
 
 
-def _guidance_rows(lo_tokens, text, text_mask, mask_id, drops: tuple[bool, bool]):
-    """The conditions of the rows run (full; no text if drops[0]; no low-res if drops[1]) as one batch."""
+def _guidance_rows(lo_tokens, text, text_mask, draft, mask_id, drops: tuple[bool, bool]):
+    """The conditions of the rows run (full; no text if drops[0]; no low-res if drops[1]) as one batch:
+    (lo, text, text_mask, draft), the draft dropped with the low-res grid."""
     drop_text, drop_lo = drops
-    dropped = torch.full_like(lo_tokens, mask_id)
-    lo = torch.cat([lo_tokens] * (1 + drop_text) + [dropped] * drop_lo)  # (R·B, T, h, w)
+    lo = torch.cat([lo_tokens] * (1 + drop_text) + [torch.full_like(lo_tokens, mask_id)] * drop_lo)
+    if draft is not None:  # (R·B, T, H, W)
+        draft = torch.cat([draft] * (1 + drop_text) + [torch.full_like(draft, mask_id)] * drop_lo)
     if text is None:
-        return lo, None, None
+        return lo, None, None, draft  # lo: (R·B, T, h, w)
     if text_mask is None:
         text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
     masks = [text_mask] + [torch.zeros_like(text_mask)] * drop_text + [text_mask] * drop_lo
-    return lo, text.repeat(len(masks), 1, 1), torch.cat(masks)
+    return lo, text.repeat(len(masks), 1, 1), torch.cat(masks), draft
 
 
 def _guided(logits: torch.Tensor, b: int, drops: tuple[bool, bool], text_scale: float, lo_scale: float):

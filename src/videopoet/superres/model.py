@@ -29,6 +29,12 @@ position gets logits. Per block:
 - The parent path: each high-res position's input also holds the embedding of the low-res token above
   it (the one whose 2×2 children it is), so a fully masked grid starts from the condition in place;
   the cross-attention then reads the window around it.
+- The draft path (``draft``): each high-res position's input also holds the embedding of the draft
+  token at its place. The draft is the video tokenizer's tokens of the bicubic 2× upsampling of the
+  low-res tokens' decoding (``superres.upscale.draft_tokens``): a high-res grid made with no model, that
+  already agrees with the true tokens at about two thirds of the positions, so the model learns what to
+  change in it rather than every token from the low-res grid. It is a function of the low-res tokens, so
+  it is dropped with them (all [MASK]; ``draft_tokens=None`` means exactly that). Not in the paper.
 - Positions: fixed 3-D sinusoids of the high-res coordinates (no parameters, any grid size); a low-res
   token sits at high-res coordinate 2i + 0.5, between the two high-res tokens it covers.
 
@@ -66,6 +72,7 @@ class SuperResConfig:
     horizontal: Window = (1, 8, 0)  # second layer: wide strips
     temporal: Window = (0, 8, 8)  # third layer: a spatial tile through time
     text_dim: int = 384  # E: width of the text encoder's per-token embeddings; 0 = a model without text
+    draft: bool = False  # the draft path (above): the model also reads the draft grid
 
     def __post_init__(self) -> None:
         for name in ("codebook_bits", "dim", "n_blocks", "n_heads", "mlp_mult"):
@@ -111,11 +118,12 @@ PRESETS: dict[str, SuperResConfig] = {
         vertical=(1, 0, 2),
         horizontal=(1, 2, 0),
         temporal=(0, 2, 2),
+        draft=True,
     ),
     # The bundled tokenizer (2^12 codes → two 64-way heads): 5×16×16 → 5×32×32 (128 → 256 px) and
-    # portrait 5×28×16 → 5×56×32; the windows hold 128–320 tokens and tile both grids. 5.2M parameters:
-    # small enough to ship int8 (~5 MB) beside the tokenizers.
-    "tiny": SuperResConfig(dim=192, n_blocks=3, n_heads=4, mlp_mult=3),
+    # portrait 5×28×16 → 5×56×32; the windows hold 128–320 tokens and tile both grids. 3.6M parameters:
+    # small enough to ship int8 (~3.7 MB) beside the tokenizers and the LM.
+    "tiny": SuperResConfig(dim=160, n_blocks=3, n_heads=4, mlp_mult=3, draft=True),
     # 224×128 → 448×256: grid (5, 56, 32), the paper's stage-1 windows.
     "paper-stage1": SuperResConfig(
         codebook_bits=18,
@@ -325,7 +333,7 @@ class SuperResLogits(NamedTuple):
 # ============================================================================================ model
 class SuperResTransformer(Pretrained, nn.Module):
     """hi_tokens (B, T, H, W) with [MASK]s + lo_tokens (B, T, H/2, W/2) [+ text (B, S, E), text_mask
-    (B, S)] → two factor logits (B, T, H, W, N) each."""
+    (B, S)] [+ draft_tokens (B, T, H, W)] → two factor logits (B, T, H, W, N) each."""
 
     MODEL_TYPE = "superres"
     CONFIG = SuperResConfig
@@ -337,6 +345,7 @@ class SuperResTransformer(Pretrained, nn.Module):
         self.config = cfg = config
         self.hi_embed = FactorEmbedding(cfg.factor_size, cfg.dim)
         self.lo_embed = FactorEmbedding(cfg.factor_size, cfg.dim)
+        self.draft_embed = FactorEmbedding(cfg.factor_size, cfg.dim) if cfg.draft else None
         self.text_proj = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_dim else None
         self.text_null = nn.Parameter(torch.zeros(cfg.dim))  # always attendable: text_mask may be all False
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
@@ -368,10 +377,12 @@ class SuperResTransformer(Pretrained, nn.Module):
         lo_tokens: torch.Tensor | None,
         text: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
+        draft_tokens: torch.Tensor | None = None,
     ) -> SuperResLogits:
         """Factor logits for every high-res position. lo_tokens None = the dropped condition (all
-        [MASK]); text None (or a text_mask row all False) = no text."""
-        windows = self.check_inputs(hi_tokens, lo_tokens, text, text_mask)
+        [MASK]); text None (or a text_mask row all False) = no text; draft_tokens (B, T, H, W) only for a
+        model with the draft path, None = the dropped draft."""
+        windows = self.check_inputs(hi_tokens, lo_tokens, text, text_mask, draft_tokens)
         b, t, h, w = hi_tokens.shape
         if lo_tokens is None:
             lo_tokens = hi_tokens.new_full((b, t, h // 2, w // 2), self.config.mask_id)
@@ -379,6 +390,10 @@ class SuperResTransformer(Pretrained, nn.Module):
         lo = self.lo_embed(lo_tokens)  # (B, T, h, w, D)
         parent = lo.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # (B, T, H, W, D)
         x = self.hi_embed(hi_tokens) + parent + grid_positions((t, h, w), dim).to(dev)  # (B, T, H, W, D)
+        if self.draft_embed is not None:
+            if draft_tokens is None:
+                draft_tokens = torch.full_like(hi_tokens, self.config.mask_id)
+            x = x + self.draft_embed(draft_tokens)
         lo = lo + grid_positions((t, h // 2, w // 2), dim, stride=2).to(dev)
         context, ok = self._text_context(text, text_mask, b, x.dtype)  # (B, 1+S, D), (B, 1, 1, 1+S)
         for block in self.blocks:
@@ -397,7 +412,7 @@ class SuperResTransformer(Pretrained, nn.Module):
         return context, ok[:, None, None, :]  # (B, 1, 1, 1+S): broadcast over heads and queries
 
     # ---------------------------------------------------------------------------------------- checks
-    def check_inputs(self, hi_tokens, lo_tokens, text, text_mask) -> tuple[Window, Window, Window]:
+    def check_inputs(self, hi_tokens, lo_tokens, text, text_mask, draft_tokens=None) -> tuple[Window, ...]:
         """ValueError for bad inputs; returns the three windows resolved on this grid."""
         cfg = self.config
         _check_ids(hi_tokens, "hi_tokens", cfg.mask_id)
@@ -411,6 +426,13 @@ class SuperResTransformer(Pretrained, nn.Module):
                     f"lo_tokens must have shape {(b, t, h // 2, w // 2)} (half of hi_tokens' grid), got "
                     f"{tuple(lo_tokens.shape)}"
                 )
+        if draft_tokens is not None:
+            if not cfg.draft:
+                raise ValueError("this super-resolution model has no draft path (config draft false)")
+            _check_ids(draft_tokens, "draft_tokens", cfg.mask_id)
+            if draft_tokens.shape != hi_tokens.shape:
+                raise ValueError(f"draft_tokens must have hi_tokens' shape {(b, t, h, w)}, got "
+                                 f"{tuple(draft_tokens.shape)}")  # fmt: skip
         windows = tuple(resolve_window(window, (t, h, w)) for window in cfg.windows)
         for window in windows:
             if window[1] % 2 or window[2] % 2:

@@ -4,9 +4,11 @@
 Dimension key: B batch, T frames, H W pixels, t h w the low-res token grid (the high-res one is t, 2h, 2w).
 
 A stage doubles the token grid: MaskGIT decoding (``sampling.masked.maskgit_decode``) of the high-res
-tokens given the low-res ones (and the text). 4× chains two stages: the second reads the first one's
-tokens, so the clip is decoded to pixels once, at the end. One model may serve both stages (its windows
-resolve on any grid they tile) or each stage gets its own (the paper's stage 1 / stage 2).
+tokens given the low-res ones (and the text). A model with the draft path also reads ``draft_tokens``: the
+low-res tokens decoded, upsampled bicubically and tokenized again, so a stage then needs the tokenizer.
+4× chains two stages: the second reads the first one's tokens, so the clip is decoded to pixels once, at
+the end. One model may serve both stages (its windows resolve on any grid they tile) or each stage gets
+its own (the paper's stage 1 / stage 2).
 
 Consistency (``upscale_frames(..., consistency=True)``, the default): the decoded clip is back-projected
 onto its input (``back_project``), so that downsampling the output gives the input back; the model's
@@ -50,12 +52,20 @@ def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) 
 
 
 @torch.no_grad()
+def draft_tokens(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor:
+    """The draft grid of low-res tokens (B, t, h, w) → (B, t, 2h, 2w): the tokenizer's tokens of the bicubic
+    2× upsampling of their decoding (no model involved)."""
+    return tokenizer.encode(resize(tokenizer.decode(lo_tokens), 2).clamp(-1, 1))
+
+
+@torch.no_grad()
 def upscale_tokens(
     model: SuperResTransformer,
     lo_tokens: torch.Tensor,
     text: torch.Tensor | None = None,
     text_mask: torch.Tensor | None = None,
     *,
+    tokenizer=None,
     steps: int = 24,
     text_scale: float = 1.0,
     lo_scale: float = 1.0,
@@ -64,14 +74,21 @@ def upscale_tokens(
     compile: bool = False,
 ) -> torch.Tensor:
     """One 2× stage: low-res tokens (B, t, h, w) → high-res tokens (B, t, 2h, 2w). ValueError when the
-    model's windows do not tile the high-res grid."""
+    model's windows do not tile the high-res grid, or when it has the draft path and no ``tokenizer``."""
     from videopoet.sampling.masked import maskgit_decode
 
     why = stage_grid_error(model, tuple(lo_tokens.shape[1:]))
     if why:
         raise ValueError(f"super-resolution of a {tuple(lo_tokens.shape[1:])} token grid: {why}")
+    draft = None
+    if model.config.draft:
+        if tokenizer is None:
+            raise ValueError("this super-resolution model reads a draft grid: pass the video tokenizer")
+        draft = draft_tokens(tokenizer, lo_tokens.to(next(tokenizer.parameters()).device)).to(
+            lo_tokens.device
+        )
     return maskgit_decode(
-        model, lo_tokens, text, text_mask, steps=steps, text_scale=text_scale, lo_scale=lo_scale,
+        model, lo_tokens, text, text_mask, draft=draft, steps=steps, text_scale=text_scale, lo_scale=lo_scale,
         temperature=temperature, seed=seed, compile=compile,
     )  # fmt: skip
 
@@ -125,7 +142,8 @@ def upscale_frames(
 
     device = next(tokenizer.parameters()).device
     video = frames_to_tensor(frames)[None].to(device)  # (1, 3, T, H, W)
-    hi = tokenizer.decode(chain_stages(stages, tokenizer.encode(video), **kw).to(device))  # (1, 3, T, ·, ·)
+    tokens = chain_stages(stages, tokenizer.encode(video), tokenizer=tokenizer, **kw)
+    hi = tokenizer.decode(tokens.to(device))  # (1, 3, T, 2^n H, 2^n W)
     if consistency:
         hi = back_project(hi.float(), video.float())
     return tensor_to_frames(hi[0])

@@ -10,8 +10,10 @@ per item, seeded by its position (so resume and rank count do not change it):
 - **masking**: a ratio r = cos(π/2 · u), u ~ U(0, 1) (the cosine schedule MaskGIT decodes with), of the
   target positions is set to [MASK]; the loss is the cross-entropy of both factor heads on those positions
   only (the mean of the two, per masked token);
-- **condition dropout** for classifier-free guidance: the low-res condition (all [MASK]) and the text (an
-  all-False mask) are each dropped for ``lo_dropout`` / ``text_dropout`` of the items.
+- the **draft** (a model with the draft path): ``superres.upscale.draft_tokens`` of the noised condition,
+  as at inference, where it is made from the LM's sample;
+- **condition dropout** for classifier-free guidance: the low-res condition and its draft (all [MASK]) and
+  the text (an all-False mask) are each dropped for ``lo_dropout`` / ``text_dropout`` of the items.
 
 The clips are tokenized on the fly inside the step, on the training device (the tokenizer is frozen and
 the step's inputs are pixels: no token shards to prepare); text comes from the configured encoder
@@ -127,12 +129,16 @@ def downsample(video: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return resize(video, 1 / factor).clamp(-1, 1)
 
 
-def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int):
-    """Tokens and an item's draws → (masked high-res input, low-res condition): masking, noise
-    augmentation, low-res dropout."""
+def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draft_of=None):
+    """Tokens and an item's draws → (masked high-res input, low-res condition, draft or None): masking,
+    noise augmentation, the draft of the noised condition (``draft_of(lo)``, when given), low-res
+    dropout (of the draft too)."""
     lo = torch.where(batch["noise_mask"], batch["noise_ids"], lo_tokens)
-    lo = lo.masked_fill(batch["drop_lo"].view(-1, 1, 1, 1), mask_id)
-    return hi_tokens.masked_fill(batch["hi_mask"], mask_id), lo
+    draft = None if draft_of is None else draft_of(lo)
+    drop = batch["drop_lo"].view(-1, 1, 1, 1)
+    if draft is not None:
+        draft = draft.masked_fill(drop, mask_id)
+    return hi_tokens.masked_fill(batch["hi_mask"], mask_id), lo.masked_fill(drop, mask_id), draft
 
 
 def masked_loss(logits, hi_tokens, hi_mask, factor_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,12 +230,20 @@ class SuperResRecipe(Recipe):
         ok = torch.tensor(keep, device=dev) & ~drop.to(dev)
         return out.embeddings.to(dev), out.mask.to(dev) & ok[:, None]
 
+    @torch.no_grad()
+    def _draft(self, lo_tokens: torch.Tensor) -> torch.Tensor:
+        from videopoet.superres.upscale import draft_tokens
+
+        with autocast(self.engine.device, self.engine.amp):
+            return draft_tokens(self.tokenizer, lo_tokens)
+
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
-        hi_in, lo_in = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id)
+        draft_of = self._draft if self.mcfg.draft else None
+        hi_in, lo_in, draft = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id, draft_of)
         text, text_mask = self._text(batch["caption"], batch["drop_text"])
         with autocast(self.engine.device, self.engine.amp):
-            logits = self.fwd(hi_in, lo_in, text, text_mask)
+            logits = self.fwd(hi_in, lo_in, text, text_mask, draft)
         return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
@@ -279,7 +293,10 @@ class SuperResRecipe(Recipe):
         self.model.eval()
         video = uint8_to_video(self._eval_batch()["frames"][: self.cfg.num_samples])
         hi_tokens, lo_tokens = self._tokens(video)
-        sr = maskgit_decode(self.model, lo_tokens, steps=self.cfg.sample_steps, seed=self.cfg.seed)
+        draft = self._draft(lo_tokens) if self.mcfg.draft else None
+        sr = maskgit_decode(
+            self.model, lo_tokens, draft=draft, steps=self.cfg.sample_steps, seed=self.cfg.seed
+        )
         out, ceiling = self.tokenizer.decode(sr), self.tokenizer.decode(hi_tokens)
         folder.mkdir(parents=True, exist_ok=True)
         write_preview(folder / "superres", video.float().cpu(), out.float().cpu())
