@@ -178,3 +178,22 @@ class _NoText:
     """A text encoder stand-in of MiniLM's width (the bundled pipeline's default would load MiniLM)."""
 
     dim, max_tokens, spec = 384, 64, "minilm"
+
+
+def test_a_draft_model_needs_the_tokenizer_and_reads_its_draft(models, monkeypatch):
+    from videopoet.superres import upscale
+
+    tok = VideoTokenizer.from_pretrained(models / "tok")
+    sr = SuperResTransformer.from_pretrained(models / "sr")
+    assert sr.config.draft
+    lo = tok.encode(
+        frames_to_tensor(np.random.default_rng(5).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))[None]
+    )
+    with pytest.raises(ValueError, match="pass the video tokenizer"):
+        upscale.upscale_tokens(sr, lo, steps=1)
+    seen = []
+    real = upscale.draft_tokens
+    monkeypatch.setattr(upscale, "draft_tokens", lambda *a: seen.append(real(*a)) or seen[-1])
+    out = upscale.upscale_tokens(sr, lo, tokenizer=tok, steps=1)
+    assert out.shape == seen[0].shape == (1, lo.shape[1], 2 * lo.shape[2], 2 * lo.shape[3])
+    assert torch.equal(seen[0], tok.encode(resize(tok.decode(lo), 2).clamp(-1, 1)))
