@@ -83,15 +83,23 @@ def evaluate(
     if not psnrs:
         raise UserError(f"no readable clips among the first {n} items: {'; '.join(skipped[:3])}")
     p, s = torch.cat(psnrs), torch.cat(ssims)
-    usage = counter.result()
     bits = bit_entropies(torch.cat([i.reshape(-1) for i in indices_all]), model.config.codebook_bits)
-    metrics = {
+    metrics = _metrics(p, s, counter.result(), bits, model.config, skipped)
+    metrics["seconds"] = round(time.time() - t0, 2)
+    metrics["per_clip"] = [{"key": k, "psnr_db": float(a), "ssim": float(b)} for k, a, b in zip(keys, p, s)]
+    metrics["skipped_reasons"] = skipped[:20]
+    return metrics, *(first if first else (None, None))
+
+
+def _metrics(p, s, usage, bits, config, skipped) -> dict[str, Any]:
+    """Per-clip PSNR and SSIM (p, s), codebook usage and bit entropies → the report's summary fields."""
+    return {
         "clips": int(p.numel()),
         "skipped": len(skipped),
         "psnr_db": float(p.mean()),
         "psnr_db_min": float(p.min()),
         "ssim": float(s.mean()),
-        "codebook_size": model.config.codebook_size,
+        "codebook_size": config.codebook_size,
         "codebook_used": usage.used,
         "codebook_usage": usage.used_fraction,
         "codebook_entropy_bits": usage.entropy_bits,
@@ -99,11 +107,7 @@ def evaluate(
         "tokens": usage.tokens,
         "min_bit_entropy": float(bits.min()),
         "mean_bit_entropy": float(bits.mean()),
-        "seconds": round(time.time() - t0, 2),
-        "per_clip": [{"key": k, "psnr_db": float(a), "ssim": float(b)} for k, a, b in zip(keys, p, s)],
-        "skipped_reasons": skipped[:20],
     }
-    return metrics, *(first if first else (None, None))
 
 
 def main(args) -> int:
