@@ -10,6 +10,7 @@ import torch
 
 from test_pipeline import FakeEncoder  # the one fake text encoder of the pipeline tests
 from videopoet import cli
+from videopoet.errors import MissingExtra
 from videopoet.generate import frames_for_seconds
 from videopoet.lm.transformer import PrefixLM
 from videopoet.pipeline import VideoPoetPipeline
@@ -209,7 +210,6 @@ def test_long_video(model, png, tmp_path, capsys, one_thread):
 
 
 def test_stylize_and_edit(model, media, png, tmp_path, capsys, monkeypatch, one_thread):
-    from videopoet import conditions
 
     style = [
         "a blue star",
@@ -229,11 +229,10 @@ def test_stylize_and_edit(model, media, png, tmp_path, capsys, monkeypatch, one_
         classmethod(lambda cls, path=None, **kw: load(cls, path, text_encoder=FakeEncoder())),
     )
     # without OpenCV or a depth estimator: block_flow and motion_depth (conditions.clip_geometry)
-    monkeypatch.setattr(conditions, "has_opencv", lambda: False)
+    monkeypatch.setattr("videopoet.lm.records.farneback_flow", _no_opencv)
     monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
     rc, err = run([*style, "--seconds", 0.6, "--out", tmp_path / "s.mp4"], capsys)
     assert rc == 0, err
-    monkeypatch.setattr(conditions, "has_opencv", lambda: True)
     monkeypatch.setattr(
         "videopoet.lm.records.farneback_flow", lambda f: np.ones((len(f) - 1, 32, 32, 2), "f4")
     )
@@ -283,3 +282,7 @@ def test_bad_inputs_one_line_before_loading(model, media, png, tmp_path, capsys)
     rc, err = run([*common, "--task", "avcont", *video, "--seconds", 2.1], capsys)
     assert rc == 2 and "does not fit the LM's max_seq_len" in one_error_line(err)
     assert out.read_bytes() == b"mine"
+
+
+def _no_opencv(frames):
+    raise MissingExtra("cv2 is not installed")

@@ -11,7 +11,7 @@ from test_pipeline import FakeEncoder
 from videopoet import conditions
 from videopoet.data.sample import frames_to_tensor
 from videopoet.data.synthetic import render_clip
-from videopoet.errors import UserError
+from videopoet.errors import MissingExtra, UserError
 from videopoet.lm import records, tasks
 from videopoet.lm.transformer import PrefixLM
 from videopoet.lm.vocab import Vocab
@@ -137,7 +137,7 @@ def test_stylization(pipe, clip, calls, one_thread):
 
 
 def test_stylization_without_opencv_or_depth_estimator(pipe, clip, monkeypatch, one_thread):
-    monkeypatch.setattr(conditions, "has_opencv", lambda: False)
+    monkeypatch.setattr("videopoet.lm.records.farneback_flow", _no_opencv)
     monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", {})
     used = []
     for name in ("block_flow", "motion_depth"):
@@ -169,7 +169,6 @@ def test_block_flow_and_motion_depth():
 
 
 def test_editing_is_image_to_video_then_stylization(pipe, clip, monkeypatch, one_thread):
-    monkeypatch.setattr(conditions, "has_opencv", lambda: True)
     monkeypatch.setattr("videopoet.lm.records.farneback_flow", lambda f: np.ones((len(f) - 1, H, W, 2), "f4"))
     depth = {"fake": lambda device: lambda f: np.ones(f.shape[:3], np.float32)}
     monkeypatch.setattr("videopoet.lm.records.DEPTH_ESTIMATORS", depth)
@@ -264,3 +263,7 @@ def test_a_trained_length_that_fits_is_one_call_not_windows(calls, one_thread):
     assert out.frames.shape[0] == 17 and len(calls) == 1
     out = small("a red circle", num_frames=21, width=W, height=H, with_audio=False)
     assert out.frames.shape[0] == 21 and len(calls) > 2
+
+
+def _no_opencv(frames):
+    raise MissingExtra("cv2 is not installed")

@@ -17,6 +17,7 @@ from videopoet import cli
 from videopoet.data.datasets import open_dataset
 from videopoet.data.sample import Sample, frames_to_tensor
 from videopoet.data.synthetic import render_clip
+from videopoet.errors import MissingExtra
 from videopoet.lm import records as R
 from videopoet.lm import tokenize as T
 from videopoet.tokenizers.audio import AudioTokenizer
@@ -159,17 +160,24 @@ def real_clip(frames: np.ndarray) -> Sample:
     )
 
 
-def test_real_video_flow_depth_needs_a_depth_estimator(models, monkeypatch):
+def test_real_video_gets_the_estimates_generation_uses(models, monkeypatch):
     video, audio = models
     sample = real_clip(synthetic_samples(1)[0].frames)
     rt = R.RecordTokenizer(video, audio, None, depth_estimator="auto")
     assert rt.depth is None  # nothing is registered by default
+    monkeypatch.setattr(R, "farneback_flow", _no_opencv)
     record = rt([sample])[0]
-    assert "flow_depth" not in record.conditions and "inpainting" in record.conditions
+    flow = R.block_flow(sample.frames)  # without OpenCV or an estimator: block_flow and motion_depth
+    estimate = video.encode(flow_depth_video(flow, R.motion_depth(flow, 5)))[0].numpy()
+    assert np.array_equal(record.conditions["flow_depth"], estimate) and "inpainting" in record.conditions
+    assert not rt.missing
+    # a single frame has no flow: no condition, the reason counted
+    still = real_clip(synthetic_samples(1)[0].frames[:1])
+    assert "flow_depth" not in rt([still])[0].conditions
     [(reason, count)] = rt.missing.items()
-    assert "not a synthetic-world clip" in reason and "no depth estimator" in reason and count == 1
+    assert "single frame" in reason and count == 1
 
-    # a registered estimator + flow (OpenCV, faked here when absent) give the condition
+    # a registered estimator + flow (OpenCV, faked here) give the condition from those
     depth = np.linspace(1, 2, 5 * 32 * 32, dtype=np.float32).reshape(5, 32, 32)
     flow = np.ones((4, 32, 32, 2), np.float32)
     monkeypatch.setitem(R.DEPTH_ESTIMATORS, "fake", lambda device: lambda frames: depth)
@@ -177,6 +185,10 @@ def test_real_video_flow_depth_needs_a_depth_estimator(models, monkeypatch):
     record = R.RecordTokenizer(video, audio, None, depth_estimator="auto")([sample])[0]
     direct = video.encode(flow_depth_video(flow, depth))[0].numpy()
     assert np.array_equal(record.conditions["flow_depth"], direct)
+
+
+def _no_opencv(frames):
+    raise MissingExtra("cv2 is not installed")
 
 
 def test_farneback_flow_follows_a_shift():

@@ -21,7 +21,6 @@ Dimension key: T frames, H W pixels, N audio samples.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -241,23 +240,18 @@ def _nearest_kept(keep: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ================================================================================== flow and depth
-def has_opencv() -> bool:
-    """Whether OpenCV (Farnebäck optical flow, an optional extra) is importable."""
-    return importlib.util.find_spec("cv2") is not None
-
-
 def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     """(flow float32 (T − 1, H, W, 2), depth float32 (T, H, W), larger = farther) of uint8 frames
     (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones. Flow: Farnebäck where
     OpenCV is installed, else ``block_flow``; depth: the first registered depth estimator, else
     ``motion_depth`` of that flow (what moves apart from the camera is near)."""
-    from videopoet.lm.records import block_flow, farneback_flow, load_depth_estimator, motion_depth
+    from videopoet.lm.records import estimated_flow, load_depth_estimator, motion_depth
 
     t, h, w = frames.shape[:3]
     if t < 2:
         raise ValueError(f"optical flow and depth need a source clip of 2 frames or more, got {t}")
     if flow is None:
-        flow = farneback_flow(frames) if has_opencv() else block_flow(frames)
+        flow = estimated_flow(frames)
     flow = _geometry_array(flow, "flow", (t - 1, h, w, 2))
     # "auto": the first registered depth estimator, None where none is
     estimator = load_depth_estimator("auto", torch.device(device)) if depth is None else None

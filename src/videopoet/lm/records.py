@@ -42,10 +42,12 @@ optical flow + depth as a 3-channel video (``flow_depth_video``). Flow and depth
   only when the re-rendered frames match the sample's (≥ 30 dB: shards are lossy mp4). Items of a
   synthetic dataset itself are rendered once, with their ground truth (``PreparedItems``), in the loader
   workers, which also make the flow-depth video;
-- real video: OpenCV Farnebäck flow (``opencv-python-headless``, optional) and a depth estimator from
-  ``DEPTH_ESTIMATORS`` (register one with ``register_depth_estimator``). None ships (no MiDaS-class
-  weights are available offline), so by default a real clip gets no ``flow_depth`` condition: the reason
-  is logged once and counted, and the stylization task skips that clip.
+- real video: the estimates generation uses on any clip (``conditions.clip_geometry``), so training and
+  generation see the same kind of condition: OpenCV Farnebäck flow (``opencv-python-headless``,
+  optional) or else ``block_flow``; depth from an estimator in ``DEPTH_ESTIMATORS`` (register one with
+  ``register_depth_estimator``) or else ``motion_depth`` (what moves apart from the camera is near). No
+  estimator ships (no MiDaS-class weights are available offline). A one-frame clip gets no ``flow_depth``
+  condition: the reason is logged once and counted, and the stylization task skips that clip.
 
 Frame prediction stores no condition: its length varies per training item. The tokenizer being causal,
 the latent frames that cover 1 + 4k given frames are the first k + 1 of ``video``; only the replicate-padded
@@ -182,7 +184,7 @@ def register_depth_estimator(name: str, factory: Callable[[torch.device], DepthE
 
 
 def load_depth_estimator(choice: str | DepthEstimator | None, device: torch.device) -> DepthEstimator | None:
-    """``"auto"``: the first registered estimator, else None (real clips then get no flow_depth);
+    """``"auto"``: the first registered estimator, else None (real clips then get ``motion_depth``);
     ``None``/``"none"``: None; a registered name; or an estimator callable itself."""
     if choice is None or choice == "none":
         return None
@@ -274,18 +276,27 @@ def motion_depth(flow: np.ndarray, frames: int, near: float = 1.0, far: float = 
     return np.concatenate([depth[:1], depth])[:frames]
 
 
+def estimated_flow(frames: np.ndarray) -> np.ndarray:
+    """Optical flow of any clip: Farnebäck where OpenCV is installed, else ``block_flow``."""
+    try:
+        return farneback_flow(frames)
+    except MissingExtra:
+        return block_flow(frames)
+
+
 def clip_geometry(sample: Sample, *, estimate: bool) -> Geometry | str:
-    """Flow and depth of a clip, or why there are none: the synthetic ground truth when it applies; else,
-    with ``estimate`` (a depth estimator fills ``depth`` later), Farnebäck flow (CPU, in loader workers)."""
+    """Flow and depth of a clip, or why there are none: the synthetic ground truth when it applies; else
+    the estimates generation also uses on any clip (``conditions.clip_geometry``): ``estimated_flow``
+    (CPU, in loader workers), and depth from the registered estimator later (``estimate``) or else
+    ``motion_depth`` of that flow."""
     truth = synthetic_geometry(sample)
     if isinstance(truth, Geometry):
         return truth
-    if not estimate:
-        return f"{truth} and {NO_DEPTH_ESTIMATOR}"
-    try:
-        return Geometry(farneback_flow(sample.frames), None)
-    except MissingExtra:
-        return f"{truth} and OpenCV is not installed for optical flow (pip install opencv-python-headless)"
+    t = len(sample.frames)
+    if t < 2:
+        return f"{truth} and a single frame has no optical flow"
+    flow = estimated_flow(sample.frames)
+    return Geometry(flow, None if estimate else motion_depth(flow, t))
 
 
 # ================================================================================= tokenizing
