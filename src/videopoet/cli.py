@@ -242,6 +242,12 @@ def _add_eval(top) -> None:
     ev = top.add_parser("eval", help="measure a component").add_subparsers(
         dest="eval_command", metavar="WHAT", required=True
     )
+    _add_eval_tokenizers(ev)
+    _add_eval_lm(ev)
+    _add_eval_generation(ev)
+
+
+def _add_eval_tokenizers(ev) -> None:
     p = ev.add_parser("tokenizer", help="video tokenizer: PSNR, SSIM, codebook usage")
     p.add_argument("--model", required=True, help="directory with config.json + model.safetensors")
     p.add_argument("--data", required=True, help="shards/video folder, or synthetic:heldout[:N]")
@@ -257,6 +263,9 @@ def _add_eval(top) -> None:
     p.add_argument("--out", default="eval_audio", help="output prefix: writes OUT.json and OUT.md")
     _add_overwrite(p, "an earlier report with the same --out")
     p.set_defaults(handler="videopoet.eval.audio:main")
+
+
+def _add_eval_lm(ev) -> None:
     p = ev.add_parser("lm", help="prefix LM: held-out loss per task, beside a unigram baseline")
     p.add_argument(
         "--model", required=True, help="prefix LM folder (a run's final/; fp16 or int8) or a pipeline folder"
@@ -286,6 +295,9 @@ def _add_eval(top) -> None:
     p.add_argument("--out", default="eval_lm", help="output prefix: writes OUT.json and OUT.md")
     _add_overwrite(p, "an earlier report with the same --out")
     p.set_defaults(handler="videopoet.eval.lm:main")
+
+
+def _add_eval_generation(ev) -> None:
     p = ev.add_parser("generation", help="prompt following, Fréchet distances, task fidelity")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="pipeline directory to generate with")
