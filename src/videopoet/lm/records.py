@@ -175,7 +175,6 @@ class Geometry(NamedTuple):
 # invert the inverse-depth maps of MiDaS-like models). Registered as name → factory(device).
 DepthEstimator = Callable[[np.ndarray], np.ndarray]
 DEPTH_ESTIMATORS: dict[str, Callable[[torch.device], DepthEstimator]] = {}
-NO_DEPTH_ESTIMATOR = "no depth estimator is registered (videopoet.lm.records.DEPTH_ESTIMATORS)"
 
 
 def register_depth_estimator(name: str, factory: Callable[[torch.device], DepthEstimator]) -> None:
