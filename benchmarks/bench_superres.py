@@ -102,7 +102,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     """Each row's decoded 256×256 clip (1, 3, T, H, W) on the CPU, the 256×256 rendering, and the token
     agreement of rows (a) and (d) with the rendering's tokens."""
     from videopoet.data.synthetic import render_clip
-    from videopoet.superres.upscale import back_project, draft_tokens, resize, upscale_tokens
+    from videopoet.superres.upscale import back_project, resize, upscale_tokens
 
     small = render_clip(seed, split="heldout", width=128, height=128, frames=args.frames)
     lo_tokens = tokenizer.encode(_to_tensor(small.frames).to(device))
@@ -110,7 +110,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     true = tokenizer.encode(_to_tensor(big.frames).to(device))
     lo_recon = tokenizer.decode(lo_tokens)  # (1, 3, T, 128, 128)
     bicubic = resize(lo_recon, 2).clamp(-1, 1)
-    tokens = {"bicubic_tokens": draft_tokens(tokenizer, lo_tokens)}  # = the encoded bicubic: the draft
+    tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}  # = draft_tokens(tokenizer, lo_tokens), not redone
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)

@@ -122,7 +122,7 @@ PRESETS: dict[str, SuperResConfig] = {
     ),
     # The bundled tokenizer (2^12 codes → two 64-way heads): 5×16×16 → 5×32×32 (128 → 256 px) and
     # portrait 5×28×16 → 5×56×32; the windows hold 128–320 tokens and tile both grids. 3.7M parameters:
-    # small enough to ship int8 (~3.7 MB) beside the tokenizers and the LM.
+    # small enough to ship int8 (~3.8 MB) beside the tokenizers and the LM.
     "tiny": SuperResConfig(dim=160, n_blocks=3, n_heads=4, mlp_mult=3, draft=True),
     # 224×128 → 448×256: grid (5, 56, 32), the paper's stage-1 windows.
     "paper-stage1": SuperResConfig(
