@@ -148,6 +148,22 @@ def test_train_export_load_identical_samples(tmp_path):
     assert (tmp_path / "run" / "checkpoints").is_dir()
 
 
+def test_evaluate_reports_copying_the_draft_beside_the_model(tmp_path, monkeypatch):
+    cfg = _debug_cfg(tmp_path / "run", lo_dropout=0.0, lo_noise=0.0)
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    hi = torch.randint(0, CFG.mask_id, (2, *HI_GRID), generator=torch.Generator().manual_seed(2))
+    lo = hi[:, :, ::2, ::2]
+    right = torch.zeros(HI_GRID, dtype=torch.bool)
+    right[0] = True  # the draft is right in the first latent frame only
+    draft = torch.where(right, hi, (hi + 1) % CFG.mask_id)
+    monkeypatch.setattr(recipe, "_tokens", lambda video: (hi, lo))
+    monkeypatch.setattr(recipe, "_draft", lambda noised: draft)
+    out = recipe.evaluate(0)
+    mask = recipe._eval_batch()["hi_mask"]
+    assert out["val_draft_acc"] == pytest.approx((mask & right).sum().item() / mask.sum().item())
+    assert 0 <= out["val_acc"] <= 1 and out["val_loss"] > 0
+
+
 def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
     torch.manual_seed(3)
     SuperResTransformer(dataclasses.replace(CFG, text_dim=0)).save_pretrained(tmp_path / "src")  # no text

@@ -237,13 +237,17 @@ class SuperResRecipe(Recipe):
         with autocast(self.engine.device, self.engine.amp):
             return draft_tokens(self.tokenizer, lo_tokens)
 
-    def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, batch: dict[str, Any]):
+        """A batch → (logits, target tokens, the draft or None)."""
         hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
         draft_of = self._draft if self.mcfg.draft else None
         hi_in, lo_in, draft = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id, draft_of)
         text, text_mask = self._text(batch["caption"], batch["drop_text"])
         with autocast(self.engine.device, self.engine.amp):
-            logits = self.fwd(hi_in, lo_in, text, text_mask, draft)
+            return self.fwd(hi_in, lo_in, text, text_mask, draft), hi_tokens, draft
+
+    def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, hi_tokens, _ = self._forward(batch)
         return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
@@ -277,10 +281,18 @@ class SuperResRecipe(Recipe):
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Held-out masked-token loss and accuracy (the items' own draws, fixed from run to run)."""
+        """Held-out masked-token loss and accuracy (the items' own draws, fixed from run to run); with the
+        draft path also ``val_draft_acc``, the accuracy of copying the draft at the same positions (the
+        model has learned something above its draft only where ``val_acc`` exceeds it)."""
         self.model.eval()
-        loss, acc = self._loss(self._eval_batch())
-        return {"val_loss": loss.item(), "val_acc": acc.item()}
+        batch = self._eval_batch()
+        logits, hi_tokens, draft = self._forward(batch)
+        loss, acc = masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
+        out = {"val_loss": loss.item(), "val_acc": acc.item()}
+        if draft is not None:
+            mask = batch["hi_mask"]
+            out["val_draft_acc"] = (draft[mask] == hi_tokens[mask]).float().mean().item()
+        return out
 
     @torch.no_grad()
     def write_samples(self, folder: Path) -> None:
