@@ -10,7 +10,14 @@ import torch
 from videopoet import cli
 from videopoet.data.sample import frames_to_tensor
 from videopoet.superres.model import PRESETS, SuperResTransformer
-from videopoet.superres.upscale import back_project, resize, stage_grid_error, stages_for, upscale_frames
+from videopoet.superres.upscale import (
+    back_project,
+    resize,
+    stage_grid_error,
+    stages_for,
+    tiled_size,
+    upscale_frames,
+)
 from videopoet.tokenizers.video import VideoTokenizer
 
 pytest.importorskip("av")
@@ -101,6 +108,37 @@ def test_upscale_frames_repeat_for_a_seed(models):
     assert len(stages_for([sr], 4)) == 2 and stages_for([sr, tok], 4)[1] is tok
     tiny = SimpleNamespace(config=PRESETS["tiny"])  # windows of 8 rows: 128x128 → 256x256 tiles, 80 rows not
     assert stage_grid_error(tiny, (5, 16, 16)) is None and "tile" in stage_grid_error(tiny, (5, 10, 16))
+
+
+def test_tiled_size_pads_to_the_nearest_grid_the_windows_tile():
+    tok = SimpleNamespace(
+        config=SimpleNamespace(spatial_factor=8), latent_shape=lambda t, h, w: (5, h // 8, w // 8)
+    )
+    tiny = SimpleNamespace(config=PRESETS["tiny"])  # high-res grids of 8k rows and 8k columns
+    assert tiled_size([tiny], tok, (17, 128, 128)) == (128, 128)
+    assert tiled_size([tiny], tok, (17, 144, 176)) == (160, 192)  # 18 x 22 tokens → 20 x 24
+    assert tiled_size([tiny, tiny], tok, (17, 224, 128)) == (224, 128)
+    stage1 = SimpleNamespace(config=PRESETS["paper-stage1"])  # 5-frame windows: 5 latent frames only
+    tok3 = SimpleNamespace(config=tok.config, latent_shape=lambda t, h, w: (3, h // 8, w // 8))
+    with pytest.raises(ValueError, match="no padded size"):
+        tiled_size([stage1], tok3, (9, 128, 224))
+
+
+def test_upscale_frames_pads_a_grid_the_windows_do_not_tile_and_crops_back(models, tmp_path):
+    import dataclasses
+
+    tok = VideoTokenizer.from_pretrained(models / "tok")
+    cfg = dataclasses.replace(PRESETS["debug"], vertical=(1, 0, 4), horizontal=(1, 4, 0), temporal=(0, 4, 4))
+    torch.manual_seed(0)
+    SuperResTransformer(cfg).save_pretrained(tmp_path / "sr4")
+    sr = SuperResTransformer.from_pretrained(tmp_path / "sr4")
+    frames = np.random.default_rng(2).integers(0, 256, (5, 24, 40, 3), dtype=np.uint8)  # 3 x 5 tokens
+    assert stage_grid_error(sr, (2, 3, 5)) is not None and tiled_size([sr], tok, frames.shape[:3]) == (32, 48)
+    out = upscale_frames(frames, tok, [sr], steps=2, seed=3)
+    assert out.shape == (5, 48, 80, 3)
+    padded = np.pad(frames, ((0, 0), (0, 8), (0, 8), (0, 0)), mode="edge")
+    whole = upscale_frames(padded, tok, [sr], steps=2, seed=3)  # the same work, not cropped
+    assert np.array_equal(out, whole[:, :48, :80])
 
 
 def _one_line_exit_2(capsys, status, match):
@@ -197,3 +235,30 @@ def test_a_draft_model_needs_the_tokenizer_and_reads_its_draft(models, monkeypat
     out = upscale.upscale_tokens(sr, lo, tokenizer=tok, steps=1)
     assert out.shape == seen[0].shape == (1, lo.shape[1], 2 * lo.shape[2], 2 * lo.shape[3])
     assert torch.equal(seen[0], tok.encode(resize(tok.decode(lo), 2).clamp(-1, 1)))
+
+
+def test_upscale_cli_pads_and_says_so(models, tmp_path, capsys):
+    import dataclasses
+
+    from videopoet.data.media import read_video
+
+    cfg = dataclasses.replace(PRESETS["debug"], vertical=(1, 0, 4), horizontal=(1, 4, 0), temporal=(0, 4, 4))
+    SuperResTransformer(cfg).save_pretrained(tmp_path / "sr4")
+    src, out = _clip(tmp_path / "in.mp4", width=40, height=24), tmp_path / "out.mp4"
+    argv = ["upscale", src, "--out", out, "--model", tmp_path / "sr4", "--video-tokenizer", models / "tok"]
+    assert _main([*argv, "--steps", "2"]) == 0
+    assert "padding 40x24 to 48x32" in capsys.readouterr().err
+    assert read_video(out).frames.shape == (5, 48, 80, 3)
+
+
+def test_a_long_clip_goes_in_pieces_that_share_their_boundary_frame(models):
+    tok = VideoTokenizer.from_pretrained(models / "tok")
+    sr = SuperResTransformer.from_pretrained(models / "sr")
+    frames = np.random.default_rng(4).integers(0, 256, (13, 32, 32, 3), dtype=np.uint8)
+    out = upscale_frames(frames, tok, [sr], steps=2, seed=3, chunk_frames=5)
+    pieces = [upscale_frames(frames[s : s + 5], tok, [sr], steps=2, seed=3) for s in (0, 4, 8)]
+    assert np.array_equal(out, np.concatenate([pieces[0], pieces[1][1:], pieces[2][1:]]))
+    whole = upscale_frames(frames, tok, [sr], steps=2, seed=3, chunk_frames=13)  # one piece
+    assert whole.shape == out.shape == (13, 64, 64, 3) and not np.array_equal(whole, out)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        upscale_frames(frames, tok, [sr], chunk_frames=6)

@@ -15,6 +15,12 @@ onto its input (``back_project``), so that downsampling the output gives the inp
 token errors then cost only detail, not the low frequencies the input already holds
 (docs/superres.md, "Back-projection").
 
+A clip longer than 17 frames is upscaled in 17-frame pieces that share their boundary frame
+(``upscale_frames(..., chunk_frames=)``): the length the models train on, and memory that does not grow
+with the clip. A clip whose token grid the windows do not tile (a 176×144 clip on ``tiny``'s 8-row
+windows) is padded with its edge pixels to the nearest size they tile (``tiled_size``) and the output
+cropped back.
+
 ``videopoet upscale IN --out OUT``: checks the arguments, the input clip (size a multiple of 8, at most
 ``cli.MAX_CLIP_PIXELS`` pixels after upscaling) and the output path before any model loads; keeps the
 clip's frame rate and sound (cut to the frames kept: the tokenizer takes 1 + 4k frames); writes the mp4
@@ -131,22 +137,70 @@ def _on(x, device):
     return None if x is None else x.to(device)
 
 
+CHUNK_FRAMES = 17  # frames per upscaled piece: the clip length the tokenizer and the SR model train on
+MAX_PAD_TOKENS = 64  # how far ``tiled_size`` looks for a grid the windows tile, per axis
+
+
+def tiled_size(stages: Sequence[SuperResTransformer], tokenizer, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The smallest frame size (H′, W′) ≥ (H, W) of a clip ``shape`` (T, H, W) whose token grid every stage's
+    windows tile (stage i reads the grid 2^i times larger); H and W must be multiples of the tokenizer's
+    spatial factor. ValueError when none is near, e.g. when the frame count is what does not tile."""
+    f = tokenizer.config.spatial_factor
+    t, h, w = tokenizer.latent_shape(*shape)
+    for dh in range(MAX_PAD_TOKENS):
+        for dw in range(MAX_PAD_TOKENS):
+            if _grid_error(stages, (t, h + dh, w + dw)) is None:
+                return (h + dh) * f, (w + dw) * f
+    why = _grid_error(stages, (t, h, w))
+    size = f"{shape[2]}x{shape[1]}, {shape[0]} frames"
+    raise ValueError(f"{size}: no padded size fits the model's windows ({why})")
+
+
+def _grid_error(stages: Sequence[SuperResTransformer], lo_grid: tuple[int, int, int]) -> str | None:
+    """The first stage's reason it cannot take its grid (stage i reads lo_grid 2^i times larger), or None."""
+    t, h, w = lo_grid
+    return next((e for i, m in enumerate(stages) if (e := stage_grid_error(m, (t, h << i, w << i)))), None)
+
+
 @torch.no_grad()
 def upscale_frames(
-    frames: np.ndarray, tokenizer, stages: Sequence[SuperResTransformer], *, consistency: bool = True, **kw
+    frames: np.ndarray,
+    tokenizer,
+    stages: Sequence[SuperResTransformer],
+    *,
+    consistency: bool = True,
+    chunk_frames: int = CHUNK_FRAMES,
+    **kw,
 ) -> np.ndarray:
-    """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages): tokenize,
-    chain the stages (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode, and with
-    ``consistency`` back-project the result onto ``frames``."""
+    """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages), in pieces of
+    ``chunk_frames`` frames that share their boundary frame (the later piece's copy is dropped), so memory
+    is that of one piece whatever the clip's length. Each piece: ``_upscale_piece``."""
+    tf = tokenizer.config.temporal_factor
+    if chunk_frames < 1 + tf or (chunk_frames - 1) % tf:
+        raise ValueError(f"chunk_frames must be 1 + {tf}k frames with k ≥ 1, got {chunk_frames}")
+    pieces = []
+    for start in range(0, max(len(frames) - 1, 1), chunk_frames - 1):
+        piece = _upscale_piece(frames[start : start + chunk_frames], tokenizer, stages, consistency, **kw)
+        pieces.append(piece if start == 0 else piece[1:])
+    return np.concatenate(pieces)
+
+
+def _upscale_piece(frames: np.ndarray, tokenizer, stages, consistency: bool, **kw) -> np.ndarray:
+    """Pad the frames (edge pixels, bottom and right) to ``tiled_size``, tokenize, chain the stages
+    (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode, with ``consistency`` back-project
+    the result onto the frames, and crop the padding off."""
     from videopoet.data.sample import frames_to_tensor, tensor_to_frames
 
+    (t, h, w), n = frames.shape[:3], 2 ** len(stages)
+    ph, pw = tiled_size(stages, tokenizer, (t, h, w))
+    padded = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     device = next(tokenizer.parameters()).device
-    video = frames_to_tensor(frames)[None].to(device)  # (1, 3, T, H, W)
+    video = frames_to_tensor(padded)[None].to(device)  # (1, 3, T, H′, W′)
     tokens = chain_stages(stages, tokenizer.encode(video), tokenizer=tokenizer, **kw)
-    hi = tokenizer.decode(tokens.to(device))  # (1, 3, T, 2^n H, 2^n W)
+    hi = tokenizer.decode(tokens.to(device))  # (1, 3, T, 2^n H′, 2^n W′)
     if consistency:
         hi = back_project(hi.float(), video.float())
-    return tensor_to_frames(hi[0])
+    return tensor_to_frames(hi[0, :, :, : n * h, : n * w])
 
 
 def stages_for(models: Sequence[SuperResTransformer], factor: int) -> list[SuperResTransformer]:
@@ -262,16 +316,15 @@ def main(args) -> int:
     device = pick_device(args.device)
     tokenizer, models = load_models(args, device)
     stages = stages_for(models, args.factor)
-    grid = tokenizer.latent_shape(*frames.shape[:3])
-    for i, model in enumerate(stages):
-        stage_grid = (grid[0], grid[1] * 2**i, grid[2] * 2**i)
-        why = stage_grid_error(model, stage_grid)
-        if why:
-            raise UserError(
-                f"{src}: {frames.shape[2]}x{frames.shape[1]} cannot be upscaled by this model: {why}"
-            )
-    text, text_mask = _prompt(args, models, device)
     h, w = frames.shape[1:3]
+    try:
+        ph, pw = tiled_size(stages, tokenizer, frames.shape[:3])
+    except ValueError as e:
+        raise UserError(f"{src}: cannot be upscaled by this model: {e}") from None
+    text, text_mask = _prompt(args, models, device)
+    if (ph, pw) != (h, w):
+        print(f"videopoet: note: padding {w}x{h} to {pw}x{ph} for the model's windows; the output is cropped "
+              "back", file=sys.stderr)  # fmt: skip
     print(f"videopoet: upscaling {len(frames)} frames {w}x{h} → {w * args.factor}x{h * args.factor} ...",
           file=sys.stderr, flush=True)  # fmt: skip
     big = upscale_frames(
