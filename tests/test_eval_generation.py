@@ -11,6 +11,7 @@ import torch
 
 from videopoet.cli import main as cli_main
 from videopoet.data.synthetic import render_clip
+from videopoet.errors import UserError
 from videopoet.eval.generation import (
     GeneratedClip,
     PipelineGenerator,
@@ -25,6 +26,7 @@ from videopoet.eval.generation import (
     edge_replicate,
     entry,
     evaluate,
+    event_clips,
     event_sync,
     events_agreement,
     first_frame_psnr,
@@ -238,8 +240,21 @@ def test_evaluate_real_is_the_ceiling(one_thread):
         e = real[task][name]
         assert e["value"] == 100.0 and 5 < e["floor"] < 40 and e["verdict"] == "pass", (task, e)
     assert real["a2v"]["event_agreement"]["value"] > real["a2v"]["event_agreement"]["floor"]
+    seeds = real["a2v"]["seeds"]  # a2v reads clips with bounces: the first two from seed 40 up
+    assert len(seeds) == 2 and min(seeds) >= 40
+    assert all(render_clip(s, split="heldout").attributes["events"] for s in seeds)
     assert real["verdicts"] == dict.fromkeys(tasks, "pass")
     assert sorted(samples) == sorted(tasks) and len(samples["t2v"]) == 2
+
+
+def test_event_clips_are_the_first_with_bounces_and_a_scan_that_finds_too_few_is_one_line(monkeypatch):
+    from videopoet.eval import generation
+
+    have = [s for s in range(0, 20) if render_clip(s, split="heldout").attributes["events"]]
+    assert [c.attributes["seed"] for c in event_clips("heldout", 0, 2)] == have[:2]
+    monkeypatch.setattr(generation, "EVENT_SCAN", 1)
+    with pytest.raises(UserError, match="fewer than 3 clips with bounces"):
+        event_clips("heldout", 0, 3)
 
 
 def test_evaluate_records_refused_tasks_and_scores_a_wrong_generator_low(one_thread):
@@ -268,6 +283,7 @@ def test_evaluate_records_refused_tasks_and_scores_a_wrong_generator_low(one_thr
 def test_evaluate_real_every_task(one_thread):
     real, _ = evaluate(real_generate_fn, num=2, seed=40, progress=False)
     assert real["verdicts"]["stylize"] == real["verdicts"]["v2a"] == "pass"
+    assert real["v2a"]["clips_with_bounces"] == 2 and real["v2a"]["bounce_sync"]["value"] >= 0.8
     assert real["verdicts"]["avcont"] == real["verdicts"]["t2a"] == real["verdicts"]["long"] == "pass"
     assert real["stylize"]["text_following"]["color"] == 0.0  # an identity stylizer ignores the new text
     assert real["long"]["identity_kept"]["value"] >= 0.9

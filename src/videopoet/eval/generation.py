@@ -18,6 +18,8 @@ Entries (``entry``: metric, value, floor or ceiling, target, verdict):
 - stylize: motion following (floor: unconditional samples'), text following reported;
 - v2a: bounce-click sync (target ≥ 0.8; floor: another clip's sound);
 - a2v: audio-video event agreement (floor: unconditional samples against the same sound);
+  both on clips whose scene has a bounce (``event_clips``: the first ``num`` of the split from the run's
+  seed up), since a silent source gives them nothing to follow;
 - avcont / t2a: agreement of the generated sound with the generated frames (floors: the given sound
   looped / another clip's sound);
 - long: the fraction of 1-second windows of a 10-s t2v clip in which every object keeps its colour and
@@ -64,6 +66,7 @@ SCORED_TASKS = (
 LONG = "long"
 TASKS = (*(task_spec(name).alias for name in SCORED_TASKS), LONG)
 REAL_SEED_OFFSET = 1_000_000  # real reference clips (Fréchet distances, floors) use disjoint seeds
+EVENT_SCAN = 50  # event_clips looks at most this many seeds per clip it needs
 MASK_FRACTION = 0.5  # the central in/outpainting box covers this fraction of each side
 CONTINUE_GIVEN = 5  # frames given to continuation (two latent frames; Kinetics-600 gives 5 of 16)
 LONG_FRAMES = 81  # 10 s at 8 fps, 1 + 4k frames
@@ -508,6 +511,20 @@ def scored_aliases(tasks) -> tuple[str, ...]:
 
 
 # ================================================================ one run's state
+def event_clips(split: str, seed: int, num: int) -> list[Any]:
+    """The first ``num`` world clips of ``split`` from ``seed`` up whose scene has a bounce event."""
+    from videopoet.data.synthetic import render_clip
+
+    out = []
+    for s in range(seed, seed + EVENT_SCAN * num):
+        clip = render_clip(s, split=split)
+        if clip.attributes["events"]:
+            out.append(clip)
+            if len(out) == num:
+                return out
+    raise UserError(f"fewer than {num} clips with bounces among seeds {seed}..{s} of split {split!r}")
+
+
 @dataclass
 class Setup:
     """What every scorer shares: the generator, the world clips (seed + i) and real references of
@@ -522,6 +539,12 @@ class Setup:
     tokenizer: Any = None
     guidance: float = 1.0
     cache: dict[Any, Any] = field(default_factory=dict)
+
+    def event_clips(self) -> list[Any]:
+        """Clips of the split with a bounce (sound events), as many as ``clips``, from the run's seed up."""
+        if "event_clips" not in self.cache:
+            self.cache["event_clips"] = event_clips(self.split, self.seed, len(self.clips))
+        return self.cache["event_clips"]
 
     def generate(self, task: str, prompt: str, i: int, **conditions) -> GeneratedClip:
         conditions.setdefault("clip", self.clips[i])
@@ -736,8 +759,8 @@ def _with_audio(task: str, out: GeneratedClip) -> np.ndarray:
 def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Bounce-click sync of the generated sound vs another clip's sound; audio Fréchet distance reported."""
     sync, floor, gen_feats, real_feats = [], [], [], []
-    for i, clip in enumerate(s.clips):
-        out = s.generate("v2a", "", i, video=clip.frames)
+    for i, clip in enumerate(s.event_clips()):
+        out = s.generate("v2a", "", i, clip=clip, video=clip.frames)
         audio = _with_audio("v2a", out)
         bounces = sorted({int(e["frame"]) for e in clip.attributes["events"]})
         other = s.references[i]
@@ -757,6 +780,7 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     metrics = {
         "bounce_sync": e,
         "clips_with_bounces": sum(_finite(x) for x in sync),
+        "seeds": [c.attributes["seed"] for c in s.event_clips()],
         "audio_frechet": frechet_distance(np.stack(gen_feats), np.stack(real_feats)),
     }
     return metrics, []
@@ -765,8 +789,9 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
 def score_a2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Agreement of the generated video's bounces with the given sound's clicks vs unconditional samples."""
     values, floor, samples = [], [], []
-    for i, clip in enumerate(s.clips):
-        out = s.generate("a2v", "", i, audio=clip.audio)
+    clips = s.event_clips()
+    for i, clip in enumerate(clips):
+        out = s.generate("a2v", "", i, clip=clip, audio=clip.audio)
         res = judge_clip(out.frames, None, out.sample_rate, out.fps)
         values.append(audio_video_agreement(res, clip.audio, clip.sample_rate, clip.fps))
         uncond = s.unconditional(i)
@@ -785,7 +810,7 @@ def score_a2v(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         floor=floor_value,
         baseline="unconditional samples (no text, no sound) against the same sound",
     )
-    return {"event_agreement": e}, samples
+    return {"event_agreement": e, "seeds": [c.attributes["seed"] for c in clips]}, samples
 
 
 def _pair_scores(res: JudgeResult, out: GeneratedClip, floor_audio: np.ndarray, floor_rate: int):
