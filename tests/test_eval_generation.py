@@ -257,6 +257,19 @@ def test_event_clips_are_the_first_with_bounces_and_a_scan_that_finds_too_few_is
         event_clips("heldout", 0, 3)
 
 
+def test_v2a_reports_what_clicks_everywhere_would_hide(one_thread):
+    def clicker(task, prompt, conditions):  # a click at every frame: every bounce is "heard"
+        clip = conditions["clip"]
+        audio = np.zeros_like(clip.audio)
+        for f in range(len(clip.frames)):
+            audio[int(f * clip.sample_rate / clip.fps) + 10] = 0.9
+        return GeneratedClip(clip.frames, audio, clip.sample_rate, clip.fps)
+
+    out, _ = evaluate(clicker, num=2, seed=40, tasks=("v2a",), progress=False)
+    assert out["v2a"]["bounce_sync"]["value"] == 1.0
+    assert out["v2a"]["bounce_f1"] < 0.6 and out["v2a"]["clicks_per_bounce"] > 2  # the world: 1 and 1
+
+
 def test_evaluate_records_refused_tasks_and_scores_a_wrong_generator_low(one_thread):
     calls = []
 
@@ -284,6 +297,7 @@ def test_evaluate_real_every_task(one_thread):
     real, _ = evaluate(real_generate_fn, num=2, seed=40, progress=False)
     assert real["verdicts"]["stylize"] == real["verdicts"]["v2a"] == "pass"
     assert real["v2a"]["clips_with_bounces"] == 2 and real["v2a"]["bounce_sync"]["value"] >= 0.8
+    assert real["v2a"]["bounce_f1"] == 1.0 and real["v2a"]["clicks_per_bounce"] == 1.0
     assert real["verdicts"]["avcont"] == real["verdicts"]["t2a"] == real["verdicts"]["long"] == "pass"
     assert real["stylize"]["text_following"]["color"] == 0.0  # an identity stylizer ignores the new text
     assert real["long"]["identity_kept"]["value"] >= 0.9

@@ -758,13 +758,16 @@ def _with_audio(task: str, out: GeneratedClip) -> np.ndarray:
 
 def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Bounce-click sync of the generated sound vs another clip's sound; audio Fréchet distance reported."""
-    sync, floor, gen_feats, real_feats = [], [], [], []
+    sync, floor, gen_feats, real_feats, f1, clicks = [], [], [], [], [], []
     for i, clip in enumerate(s.event_clips()):
         out = s.generate("v2a", "", i, clip=clip, video=clip.frames)
         audio = _with_audio("v2a", out)
         bounces = sorted({int(e["frame"]) for e in clip.attributes["events"]})
         other = s.references[i]
         sync.append(event_sync(audio, out.sample_rate, clip.fps, bounces))
+        heard, _ = audio_events(audio, out.sample_rate, clip.fps)
+        f1.append(event_f1(bounces, heard))
+        clicks.append(len(heard) / len(bounces))
         floor.append(event_sync(other.audio, other.sample_rate, clip.fps, bounces))
         gen_feats.append(audio_features(audio, out.sample_rate))
         real_feats.append(audio_features(other.audio, other.sample_rate))
@@ -781,6 +784,9 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         "bounce_sync": e,
         "clips_with_bounces": sum(_finite(x) for x in sync),
         "seeds": [c.attributes["seed"] for c in s.event_clips()],
+        # sync alone rewards clicks everywhere: the F1 of clicks against bounces, and clicks per bounce
+        "bounce_f1": mean(f1),
+        "clicks_per_bounce": mean(clicks),
         "audio_frechet": frechet_distance(np.stack(gen_feats), np.stack(real_feats)),
     }
     return metrics, []
