@@ -12,6 +12,7 @@ from videopoet.data.sample import frames_to_tensor
 from videopoet.superres.model import PRESETS, SuperResTransformer
 from videopoet.superres.upscale import (
     back_project,
+    pieces_of,
     resize,
     stage_grid_error,
     stages_for,
@@ -262,3 +263,16 @@ def test_a_long_clip_goes_in_pieces_that_share_their_boundary_frame(models):
     assert whole.shape == out.shape == (13, 64, 64, 3) and not np.array_equal(whole, out)
     with pytest.raises(ValueError, match="chunk_frames"):
         upscale_frames(frames, tok, [sr], chunk_frames=6)
+
+
+def test_pieces_share_a_frame_and_each_is_checked_as_cut():
+    assert pieces_of(33, 17, 4) == [(0, 17), (16, 33)] and pieces_of(21, 17, 4) == [(0, 17), (16, 21)]
+    assert pieces_of(1, 17, 4) == [(0, 1)] and pieces_of(17, 17, 4) == [(0, 17)]
+    tok = SimpleNamespace(
+        config=SimpleNamespace(spatial_factor=8),
+        latent_shape=lambda t, h, w: ((t - 1) // 4 + 1, h // 8, w // 8),
+    )
+    stage1 = SimpleNamespace(config=PRESETS["paper-stage1"])  # 5-latent-frame windows: 17-frame pieces fit
+    assert all(tiled_size([stage1], tok, (b - a, 224, 128)) == (224, 128) for a, b in pieces_of(33, 17, 4))
+    with pytest.raises(ValueError, match="no padded size"):  # the whole 33-frame clip would not
+        tiled_size([stage1], tok, (33, 224, 128))

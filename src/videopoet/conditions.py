@@ -242,9 +242,10 @@ def _nearest_kept(keep: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 # ================================================================================== flow and depth
 def clip_geometry(frames: np.ndarray, flow=None, depth=None, *, device="cpu"):
     """(flow float32 (T − 1, H, W, 2), depth float32 (T, H, W), larger = farther) of uint8 frames
-    (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones. Flow: Farnebäck where
-    OpenCV is installed, else ``block_flow``; depth: the first registered depth estimator, else
-    ``motion_depth`` of that flow (what moves apart from the camera is near)."""
+    (T, H, W, 3): the given arrays (their first T − 1 / T frames) or computed ones. Flow:
+    ``records.estimated_flow`` (Farnebäck where OpenCV is installed, else ``block_flow``); depth: the first
+    registered depth estimator, else ``motion_depth`` of that flow (what moves apart from the camera is
+    near)."""
     from videopoet.lm.records import estimated_flow, load_depth_estimator, motion_depth
 
     t, h, w = frames.shape[:3]

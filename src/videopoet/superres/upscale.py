@@ -175,14 +175,21 @@ def upscale_frames(
     """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages), in pieces of
     ``chunk_frames`` frames that share their boundary frame (the later piece's copy is dropped), so memory
     is that of one piece whatever the clip's length. Each piece: ``_upscale_piece``."""
-    tf = tokenizer.config.temporal_factor
-    if chunk_frames < 1 + tf or (chunk_frames - 1) % tf:
-        raise ValueError(f"chunk_frames must be 1 + {tf}k frames with k ≥ 1, got {chunk_frames}")
     pieces = []
-    for start in range(0, max(len(frames) - 1, 1), chunk_frames - 1):
-        piece = _upscale_piece(frames[start : start + chunk_frames], tokenizer, stages, consistency, **kw)
+    for start, stop in pieces_of(len(frames), chunk_frames, tokenizer.config.temporal_factor):
+        piece = _upscale_piece(frames[start:stop], tokenizer, stages, consistency, **kw)
         pieces.append(piece if start == 0 else piece[1:])
     return np.concatenate(pieces)
+
+
+def pieces_of(n_frames: int, chunk_frames: int, temporal_factor: int) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges of ``upscale_frames``'s pieces: at most ``chunk_frames`` frames each,
+    consecutive pieces sharing one frame."""
+    tf = temporal_factor
+    if chunk_frames < 1 + tf or (chunk_frames - 1) % tf:
+        raise ValueError(f"chunk_frames must be 1 + {tf}k frames with k ≥ 1, got {chunk_frames}")
+    starts = range(0, max(n_frames - 1, 1), chunk_frames - 1)
+    return [(start, min(start + chunk_frames, n_frames)) for start in starts]
 
 
 def _upscale_piece(frames: np.ndarray, tokenizer, stages, consistency: bool, **kw) -> np.ndarray:
@@ -317,8 +324,9 @@ def main(args) -> int:
     tokenizer, models = load_models(args, device)
     stages = stages_for(models, args.factor)
     h, w = frames.shape[1:3]
-    try:
-        ph, pw = tiled_size(stages, tokenizer, frames.shape[:3])
+    pieces = pieces_of(len(frames), CHUNK_FRAMES, tokenizer.config.temporal_factor)
+    try:  # every piece, as upscale_frames will cut them (the last one may be shorter)
+        ph, pw = max(tiled_size(stages, tokenizer, (stop - start, h, w)) for start, stop in pieces)
     except ValueError as e:
         raise UserError(f"{src}: cannot be upscaled by this model: {e}") from None
     text, text_mask = _prompt(args, models, device)
