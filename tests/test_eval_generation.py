@@ -23,6 +23,7 @@ from videopoet.eval.generation import (
     border_fill,
     caption_for,
     central_mask,
+    chance_sync,
     edge_replicate,
     entry,
     evaluate,
@@ -268,6 +269,18 @@ def test_v2a_reports_what_clicks_everywhere_would_hide(one_thread):
     out, _ = evaluate(clicker, num=2, seed=40, tasks=("v2a",), progress=False)
     assert out["v2a"]["bounce_sync"]["value"] == 1.0
     assert out["v2a"]["bounce_f1"] < 0.6 and out["v2a"]["clicks_per_bounce"] > 2  # the world: 1 and 1
+    assert out["v2a"]["chance_sync"] == 1.0  # random clicks at that rate hit every bounce too
+
+
+def test_chance_sync_is_the_mean_sync_of_random_clicks():
+    rng = np.random.default_rng(0)
+    bounces = [0, 7, 16]  # the edge frames have 2-frame windows
+    for k in (0, 1, 3, 8, 17):
+        draws = [rng.choice(17, size=k, replace=False) for _ in range(20000)]
+        mc = np.mean([[any(abs(c - e) <= 1 for c in d) for e in bounces] for d in draws])
+        assert abs(chance_sync(k, 17, bounces) - mc) < 0.01
+    assert chance_sync(0, 17, bounces) == 0.0 and chance_sync(17, 17, bounces) == 1.0
+    assert np.isnan(chance_sync(3, 17, []))
 
 
 def test_evaluate_records_refused_tasks_and_scores_a_wrong_generator_low(one_thread):

@@ -16,7 +16,8 @@ Entries (``entry``: metric, value, floor or ceiling, target, verdict):
 - continue: PSNR of the predicted frames (floor: the last given frame held);
 - inpaint / outpaint: PSNR of the generated region (floors: ``border_fill``, ``edge_replicate``);
 - stylize: motion following (floor: unconditional samples'), text following reported;
-- v2a: bounce-click sync (target ≥ 0.8; floor: another clip's sound);
+- v2a: bounce-click sync (target ≥ 0.8; floor: another clip's sound), with F1, clicks per bounce and
+  ``chance_sync`` (random clicks at the generated rate) reported;
 - a2v: audio-video event agreement (floor: unconditional samples against the same sound);
   both on clips whose scene has a bounce (``event_clips``: the first ``num`` of the split from the run's
   seed up), since a silent source gives them nothing to follow;
@@ -172,6 +173,19 @@ def event_sync(audio: np.ndarray, sample_rate: int, fps: float, event_frames: li
         return float("nan")
     heard, _ = audio_events(audio, sample_rate, fps)
     return float(np.mean([any(abs(h - e) <= 1 for h in heard) for e in event_frames]))
+
+
+def chance_sync(clicks: int, frames: int, event_frames: list[int]) -> float:
+    """The ``event_sync`` that ``clicks`` clicks at distinct frames drawn uniformly from ``frames`` would
+    score on average: each bounce is missed only when no click falls in its ±1-frame window."""
+    if not event_frames:
+        return float("nan")
+    k = min(max(int(clicks), 0), frames)
+    hits = []
+    for e in event_frames:
+        window = sum(0 <= f < frames for f in (e - 1, e, e + 1))
+        hits.append(1.0 - math.comb(frames - window, k) / math.comb(frames, k))
+    return float(np.mean(hits))
 
 
 def video_bounce_frames(result: JudgeResult, min_speed_ratio: float = 0.1) -> list[int]:
@@ -758,7 +772,7 @@ def _with_audio(task: str, out: GeneratedClip) -> np.ndarray:
 
 def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Bounce-click sync of the generated sound vs another clip's sound; audio Fréchet distance reported."""
-    sync, floor, gen_feats, real_feats, f1, clicks = [], [], [], [], [], []
+    sync, floor, gen_feats, real_feats, f1, clicks, chance = [], [], [], [], [], [], []
     for i, clip in enumerate(s.event_clips()):
         out = s.generate("v2a", "", i, clip=clip, video=clip.frames)
         audio = _with_audio("v2a", out)
@@ -768,6 +782,7 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         heard, _ = audio_events(audio, out.sample_rate, clip.fps)
         f1.append(event_f1(bounces, heard))
         clicks.append(len(heard) / len(bounces))
+        chance.append(chance_sync(len(set(heard)), len(clip.frames), bounces))
         floor.append(event_sync(other.audio, other.sample_rate, clip.fps, bounces))
         gen_feats.append(audio_features(audio, out.sample_rate))
         real_feats.append(audio_features(other.audio, other.sample_rate))
@@ -787,6 +802,7 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
         # sync alone rewards clicks everywhere: the F1 of clicks against bounces, and clicks per bounce
         "bounce_f1": mean(f1),
         "clicks_per_bounce": mean(clicks),
+        "chance_sync": mean(chance),  # the sync of as many clicks at random frames
         "audio_frechet": frechet_distance(np.stack(gen_feats), np.stack(real_feats)),
     }
     return metrics, []
