@@ -149,7 +149,8 @@ def test_train_export_load_identical_samples(tmp_path):
 
 
 def test_evaluate_reports_copying_the_draft_beside_the_model(tmp_path, monkeypatch):
-    cfg = _debug_cfg(tmp_path / "run", lo_dropout=0.0, lo_noise=0.0)
+    # training draws noise and drops the condition everywhere; held out, the condition stays clean
+    cfg = _debug_cfg(tmp_path / "run", lo_dropout=1.0, lo_noise=1.0, text_dropout=1.0)
     recipe = SuperResRecipe(cfg, Engine(cfg))
     hi = torch.randint(0, CFG.mask_id, (2, *HI_GRID), generator=torch.Generator().manual_seed(2))
     lo = hi[:, :, ::2, ::2]
@@ -157,8 +158,10 @@ def test_evaluate_reports_copying_the_draft_beside_the_model(tmp_path, monkeypat
     right[0] = True  # the draft is right in the first latent frame only
     draft = torch.where(right, hi, (hi + 1) % CFG.mask_id)
     monkeypatch.setattr(recipe, "_tokens", lambda video: (hi, lo))
-    monkeypatch.setattr(recipe, "_draft", lambda noised: draft)
+    seen = []
+    monkeypatch.setattr(recipe, "_draft", lambda lo_in: seen.append(lo_in) or draft)
     out = recipe.evaluate(0)
+    assert torch.equal(seen[0], lo)  # the draft is made from the clean condition
     mask = recipe._eval_batch()["hi_mask"]
     assert out["val_draft_acc"] == pytest.approx((mask & right).sum().item() / mask.sum().item())
     assert 0 <= out["val_acc"] <= 1 and out["val_loss"] > 0

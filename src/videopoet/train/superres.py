@@ -277,13 +277,18 @@ class SuperResRecipe(Recipe):
             draws = self.prepare
             self._eval = [draws(s, i) for i, s in itertools.islice(items, self.cfg.eval_items)]
         batch = self.collate(self._eval)
+        # held out as inference sees a clip: the items' masks, but no condition noise and nothing dropped
+        batch["noise_mask"] = torch.zeros_like(batch["noise_mask"])
+        batch["drop_lo"] = torch.zeros_like(batch["drop_lo"])
+        batch["drop_text"] = torch.zeros_like(batch["drop_text"])
         return {k: v.to(self.engine.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Held-out masked-token loss and accuracy (the items' own draws, fixed from run to run); with the
-        draft path also ``val_draft_acc``, the accuracy of copying the draft at the same positions (the
-        model has learned something above its draft only where ``val_acc`` exceeds it)."""
+        """Held-out masked-token loss and accuracy (the items' own masks, fixed from run to run, with the
+        clean condition: no noise, no dropout); with the draft path also ``val_draft_acc``, the accuracy
+        of copying the draft at the same positions (the model has learned something above its draft only
+        where ``val_acc`` exceeds it)."""
         self.model.eval()
         batch = self._eval_batch()
         logits, hi_tokens, draft = self._forward(batch)
