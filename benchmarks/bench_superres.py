@@ -55,6 +55,7 @@ def _args(argv):
     ap.add_argument("--steps", type=int, default=24, help="MaskGIT steps (row a and --speed)")
     ap.add_argument("--guidance-lowres", type=float, default=1.0)
     ap.add_argument("--guidance-text", type=float, default=4.0, help="row (a), a model with text")
+    ap.add_argument("--temperature", type=float, default=1.0, help="row (a): MaskGIT sampling (0 = greedy)")
     ap.add_argument(
         "--text",
         action=argparse.BooleanOptionalAction,
@@ -124,6 +125,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
             steps=args.steps,
             text_scale=scale,
             lo_scale=args.guidance_lowres,
+            temperature=args.temperature,
             seed=seed,
         )
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
@@ -171,6 +173,7 @@ def quality(args, device) -> dict:
         result["superres"]["settings"] = {
             "steps": args.steps,
             "guidance_lowres": args.guidance_lowres,
+            "temperature": args.temperature,
             "guidance_text": args.guidance_text if encoder is not None else None,
         }
     result["seconds"] = round(time.perf_counter() - t0, 1)
