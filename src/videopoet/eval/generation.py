@@ -169,9 +169,13 @@ def track_agreement(result: JudgeResult, source: JudgeResult, size: int) -> floa
 
 def event_sync(audio: np.ndarray, sample_rate: int, fps: float, event_frames: list[int]) -> float:
     """Video-to-audio sync: fraction of the video's bounce frames with a click within one frame."""
+    return heard_sync(audio_events(audio, sample_rate, fps)[0], event_frames)
+
+
+def heard_sync(heard: list[int], event_frames: list[int]) -> float:
+    """``event_sync`` of click frames already heard (``audio_events``)."""
     if not event_frames:
         return float("nan")
-    heard, _ = audio_events(audio, sample_rate, fps)
     return float(np.mean([any(abs(h - e) <= 1 for h in heard) for e in event_frames]))
 
 
@@ -773,13 +777,14 @@ def _with_audio(task: str, out: GeneratedClip) -> np.ndarray:
 def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Bounce-click sync of the generated sound vs another clip's sound; audio Fréchet distance reported."""
     sync, floor, gen_feats, real_feats, f1, clicks, chance = [], [], [], [], [], [], []
-    for i, clip in enumerate(s.event_clips()):
+    clips = s.event_clips()
+    for i, clip in enumerate(clips):
         out = s.generate("v2a", "", i, clip=clip, video=clip.frames)
         audio = _with_audio("v2a", out)
         bounces = sorted({int(e["frame"]) for e in clip.attributes["events"]})
         other = s.references[i]
-        sync.append(event_sync(audio, out.sample_rate, clip.fps, bounces))
         heard, _ = audio_events(audio, out.sample_rate, clip.fps)
+        sync.append(heard_sync(heard, bounces))
         f1.append(event_f1(bounces, heard))
         clicks.append(len(heard) / len(bounces))
         chance.append(chance_sync(len(set(heard)), len(clip.frames), bounces))
@@ -798,7 +803,7 @@ def score_v2a(s: Setup) -> tuple[dict[str, Any], list[np.ndarray]]:
     metrics = {
         "bounce_sync": e,
         "clips_with_bounces": sum(_finite(x) for x in sync),
-        "seeds": [c.attributes["seed"] for c in s.event_clips()],
+        "seeds": [c.attributes["seed"] for c in clips],
         # sync alone rewards clicks everywhere: the F1 of clicks against bounces, and clicks per bounce
         "bounce_f1": mean(f1),
         "clicks_per_bounce": mean(clicks),
