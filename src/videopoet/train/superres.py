@@ -274,13 +274,11 @@ class SuperResRecipe(Recipe):
 
             ds = self._open(self.cfg.heldout_spec(), "heldout")
             items = readable_items(ds, range(len(ds)), log=log.warning)
-            draws = self.prepare
+            # held out as inference sees a clip: the same masks as training would draw, but a clean
+            # condition (with rates 0 the draws consume the same random numbers: the masks do not move)
+            draws = dataclasses.replace(self.prepare, lo_noise=0.0, lo_dropout=0.0, text_dropout=0.0)
             self._eval = [draws(s, i) for i, s in itertools.islice(items, self.cfg.eval_items)]
         batch = self.collate(self._eval)
-        # held out as inference sees a clip: the items' masks, but no condition noise and nothing dropped
-        batch["noise_mask"] = torch.zeros_like(batch["noise_mask"])
-        batch["drop_lo"] = torch.zeros_like(batch["drop_lo"])
-        batch["drop_text"] = torch.zeros_like(batch["drop_text"])
         return {k: v.to(self.engine.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
