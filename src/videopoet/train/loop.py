@@ -324,7 +324,7 @@ class Engine:
                 f"{self.out} holds a training run ({', '.join(used)}); continue it with --resume "
                 "or start over with --overwrite"
             )
-        self._barrier()
+        self.barrier()
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             if overwrite and not resume:
@@ -338,10 +338,10 @@ class Engine:
             tmp = self.out / f".train_config.json.tmp-{os.getpid()}"
             tmp.write_text(text)
             os.replace(tmp, self.out / "train_config.json")
-        self._barrier()
+        self.barrier()
         return latest if resume else None
 
-    def _barrier(self) -> None:
+    def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
 
@@ -361,7 +361,7 @@ class Engine:
             ckpt.save_checkpoint(
                 self.out / "checkpoints", self.step, groups, state, keep=self.cfg.keep_checkpoints
             )
-        self._barrier()
+        self.barrier()
         self._saved_step = self.step
 
     def load(self, recipe: Recipe, path: Path) -> None:
@@ -499,7 +499,7 @@ class Engine:
             if self.is_main and not sampled:
                 recipe.write_samples(self.out / "samples" / f"step_{self.step:08d}")
             recipe.export(self.out / "final")
-            self._barrier()
+            self.barrier()
         self._event(metrics, "end", reason=reason, minutes=minutes, exported=exported, **info)
         self._close(metrics)
         if not exported:

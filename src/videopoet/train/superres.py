@@ -16,9 +16,11 @@ per item, seeded by its position (so resume and rank count do not change it):
   the text (an all-False mask) are each dropped for ``lo_dropout`` / ``text_dropout`` of the items.
 
 The clips are tokenized on the fly inside the step, on the training device (the tokenizer is frozen and
-the step's inputs are pixels: no token shards to prepare); text comes from the configured encoder
-(MiniLM by default, ``"none"`` for none). ``video_tokenizer = "preset:NAME"`` builds a freshly initialised
-tokenizer of that preset (seeded; for runs that test the plumbing) and writes it to
+the step's inputs are pixels: no token shards to prepare), or, with ``bank = N``, once for the first N
+clips into a token bank that every step then reads (``train/token_bank.py``; there a resampled condition
+token resamples the draft's four tokens under it, instead of a new draft being made). Text comes from the
+configured encoder (MiniLM by default, ``"none"`` for none). ``video_tokenizer = "preset:NAME"`` builds a
+freshly initialised tokenizer of that preset (seeded; for runs that test the plumbing) and writes it to
 ``out_dir/video_tokenizer`` next to the export, so ``videopoet upscale --video-tokenizer`` can find it.
 Data order, checkpoints, resume, EMA export and torchrun come from ``train/loop.py``; the final export is a
 component folder (``components.py``): ``out_dir/final``, the EMA weights in float32.
@@ -27,6 +29,7 @@ component folder (``components.py``): ``out_dir/final``, the EMA weights in floa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -45,6 +48,15 @@ from videopoet.outputs import atomic_write_text
 from videopoet.superres.model import PRESETS, SuperResConfig, SuperResTransformer
 from videopoet.train.common import EMA, copy_matching_weights
 from videopoet.train.loop import Engine, OptimizerOf, Recipe, TrainConfig, train_command
+from videopoet.train.token_bank import (
+    BANK_FILE,
+    BankIndex,
+    BankSlot,
+    TokenBank,
+    build_bank,
+    load_bank,
+    read_clips,
+)
 
 log = logging.getLogger("videopoet.train.superres")
 
@@ -62,6 +74,7 @@ class SuperResTrainConfig(TrainConfig):
     lo_noise: float = 0.1  # most of the low-res tokens resampled in an item (rate ~ U(0, lo_noise))
     lo_dropout: float = 0.1  # items whose low-res condition is dropped (classifier-free guidance)
     text_dropout: float = 0.1  # items whose text is dropped
+    bank: int = 0  # clips tokenized once and trained on for many epochs (0 = every item on the fly)
     eval_items: int = 8  # held-out clips of the held-out masked-token loss
     num_samples: int = 2  # held-out clips MaskGIT-decoded into each preview
     sample_steps: int = 12  # MaskGIT steps of a preview
@@ -80,6 +93,8 @@ class SuperResTrainConfig(TrainConfig):
         for name in ("lo_noise", "lo_dropout", "text_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.bank < 0:
+            raise ConfigError(f"bank must be >= 0 (0 = tokenize on the fly), got {self.bank}")
         if self.sample_steps < 1 or self.eval_items < 1:
             raise ConfigError("sample_steps and eval_items must be at least 1")
 
@@ -111,9 +126,12 @@ class ItemDraws:
         hi_mask = np.zeros(n_hi, dtype=bool)
         hi_mask[rng.permutation(n_hi)[:n_masked]] = True
         noise_mask = rng.random(lo_grid) < rng.uniform(0.0, self.lo_noise)
-        return {
-            "frames": torch.from_numpy(np.ascontiguousarray(sample.frames)),  # uint8 (T, H, W, 3)
-            "caption": sample.caption or "",
+        if isinstance(sample, BankSlot):  # the step gathers the clip's tokens from the bank
+            source = {"index": sample.index}
+        else:
+            frames = torch.from_numpy(np.ascontiguousarray(sample.frames))  # uint8 (T, H, W, 3)
+            source = {"frames": frames, "caption": sample.caption or ""}
+        return source | {
             "hi_mask": torch.from_numpy(hi_mask.reshape(self.hi_grid)),  # (t, H, W)
             "noise_mask": torch.from_numpy(noise_mask),  # (t, H/2, W/2)
             "noise_ids": torch.from_numpy(rng.integers(0, self.codebook_size, lo_grid)),  # (t, H/2, W/2)
@@ -127,6 +145,15 @@ def downsample(video: torch.Tensor, factor: int = 2) -> torch.Tensor:
     from videopoet.superres.upscale import resize
 
     return resize(video, 1 / factor).clamp(-1, 1)
+
+
+def bank_draft(draft: torch.Tensor, batch: dict[str, Any], lo: torch.Tensor | None = None) -> torch.Tensor:
+    """The clean condition's draft (B, t, H, W) with the four tokens under each resampled condition token
+    resampled too (to that token's noise id): a bank run's stand-in for the draft of the noised condition
+    ``lo`` (which it does not need to read)."""
+    up = (batch["noise_mask"], batch["noise_ids"])
+    mask, ids = (x.repeat_interleave(2, -1).repeat_interleave(2, -2) for x in up)  # (B, t, H, W) each
+    return torch.where(mask, ids, draft)
 
 
 def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draft_of=None):
@@ -195,7 +222,40 @@ class SuperResRecipe(Recipe):
         return open_dataset(spec, frames=c.frames, width=c.width, height=c.height, split=split, seed=0)
 
     def dataset(self):
-        return self._open(self.cfg.data, "train")
+        if not self.cfg.bank:
+            return self._open(self.cfg.data, "train")
+        self.bank = self._token_bank()
+        return BankIndex(len(self.bank))
+
+    def _bank_settings(self) -> dict[str, str]:
+        """What a bank's tokens depend on: a saved bank with other settings is made again."""
+        keys = ("data", "seed", "bank", "video_tokenizer", "text_encoder", "frames", "width", "height")
+        return {k: str(getattr(self.cfg, k)) for k in keys} | {"draft": str(self.mcfg.draft)}
+
+    def _token_bank(self) -> TokenBank:
+        """The run's bank on the training device: the saved one (a resume), or made by the main rank and
+        saved, then read by the others."""
+        path, settings = self.engine.out / BANK_FILE, self._bank_settings()
+        bank = load_bank(path, settings) if self.engine.is_main else None
+        if self.engine.is_main and bank is None:
+            log.info("token bank: tokenizing the first %d clips of %s", self.cfg.bank, self.cfg.data)
+            clips = read_clips(self._open(self.cfg.data, "train"), self.cfg.bank, self.engine.local_batch,
+                               self.cfg.num_workers)  # fmt: skip
+            bank = build_bank(clips, self._bank_rows)
+            bank.save(path, settings)
+        self.engine.barrier()
+        bank = bank if bank is not None else load_bank(path, settings)
+        if bank is None:
+            raise RuntimeError(f"{path} could not be read back on rank {self.engine.rank}")
+        return bank.to(self.engine.device)
+
+    @torch.no_grad()
+    def _bank_rows(self, frames: torch.Tensor, captions: list[str]) -> dict[str, torch.Tensor | None]:
+        """Clips (B, T, H, W, 3) uint8 → their bank rows: target, condition, clean draft, caption."""
+        hi, lo = self._tokens(uint8_to_video(frames.to(self.engine.device)))
+        text, mask = self._text(captions, torch.zeros(len(captions), dtype=torch.bool))
+        draft = self._draft(lo) if self.mcfg.draft else None
+        return {"hi": hi, "lo": lo, "draft": draft, "text": text, "text_mask": mask}
 
     @property
     def prepare(self):
@@ -204,11 +264,13 @@ class SuperResRecipe(Recipe):
         return ItemDraws(c.seed, self.hi_grid, codes, c.lo_noise, c.lo_dropout, c.text_dropout)
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        stacked = ("frames", "hi_mask", "noise_mask", "noise_ids")
+        stacked = [k for k in ("frames", "hi_mask", "noise_mask", "noise_ids") if k in items[0]]
         out = {k: torch.stack([it[k] for it in items]) for k in stacked}
-        out["drop_lo"] = torch.tensor([it["drop_lo"] for it in items])
-        out["drop_text"] = torch.tensor([it["drop_text"] for it in items])
-        out["caption"] = [it["caption"] for it in items]
+        for k in ("drop_lo", "drop_text", "index"):
+            if k in items[0]:
+                out[k] = torch.tensor([it[k] for it in items])
+        if "caption" in items[0]:
+            out["caption"] = [it["caption"] for it in items]
         return out
 
     # ------------------------------------------------------------------ one step
@@ -238,11 +300,17 @@ class SuperResRecipe(Recipe):
             return draft_tokens(self.tokenizer, lo_tokens)
 
     def _forward(self, batch: dict[str, Any]):
-        """A batch → (logits, target tokens, the draft or None)."""
-        hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
-        draft_of = self._draft if self.mcfg.draft else None
+        """A batch (of clips, or of bank slots) → (logits, target tokens, the draft or None)."""
+        if "index" in batch:
+            rows = self.bank.take(batch["index"])
+            hi_tokens, lo_tokens = rows.hi, rows.lo
+            draft_of = None if rows.draft is None else functools.partial(bank_draft, rows.draft, batch)
+            text, text_mask = _bank_text(rows, batch["drop_text"])
+        else:
+            hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
+            draft_of = self._draft if self.mcfg.draft else None
+            text, text_mask = self._text(batch["caption"], batch["drop_text"])
         hi_in, lo_in, draft = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id, draft_of)
-        text, text_mask = self._text(batch["caption"], batch["drop_text"])
         with autocast(self.engine.device, self.engine.amp):
             return self.fwd(hi_in, lo_in, text, text_mask, draft), hi_tokens, draft
 
@@ -333,6 +401,13 @@ class SuperResRecipe(Recipe):
         if self.cfg.video_tokenizer.startswith(PRESET_TOKENIZER):
             self.tokenizer.cpu().save_pretrained(folder.parent / "video_tokenizer")
             self.tokenizer.to(self.engine.device)
+
+
+def _bank_text(rows: TokenBank, drop: torch.Tensor):
+    """A bank's caption rows → (text (B, S, E) float32, text_mask (B, S)) with dropped captions masked."""
+    if rows.text is None:
+        return None, None
+    return rows.text.float(), rows.text_mask & ~drop.to(rows.text_mask.device)[:, None]
 
 
 def _load_tokenizer(spec: str):

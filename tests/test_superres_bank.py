@@ -1,0 +1,120 @@
+"""The super-resolution token bank (train/token_bank.py): a bank item gives the model exactly what the same
+clip tokenized on the fly gives it, the bank is saved once and reused only with the same settings, bad
+clips are skipped with a reason, and a resumed bank run ends on the same weights as a straight one."""
+
+import logging
+
+import pytest
+import torch
+
+from videopoet.train.loop import Engine
+from videopoet.train.superres import SuperResRecipe, SuperResTrainConfig, bank_draft
+from videopoet.train.token_bank import BANK_FILE, BankSlot, load_bank, read_clips
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _cfg(out, **kw):
+    base = dict(
+        out_dir=str(out), preset="debug", video_tokenizer="preset:debug", text_encoder="minilm", frames=5,
+        width=64, height=64, batch_size=2, num_workers=0, max_steps=3, warmup_steps=1, lr=1e-3, ema_decay=0.5,
+        eval_items=2, num_samples=1, sample_steps=2, ckpt_every=2, device="cpu", precision="fp32", bank=3,
+        lo_noise=0.0,
+    )  # fmt: skip
+    return SuperResTrainConfig(**(base | kw))
+
+
+def test_a_bank_item_is_the_clip_tokenized_on_the_fly(tmp_path):
+    cfg = _cfg(tmp_path / "run")
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    slots = recipe.dataset()
+    assert len(slots) == 3 and (tmp_path / "run" / BANK_FILE).is_file()
+    clips = recipe._open(cfg.data, "train")
+    positions = (0, 5, 9)  # any positions: the draws are the slot's, the tokens the clip's
+    from_bank = recipe.collate([recipe.prepare(slots[i], p) for i, p in zip(range(3), positions)])
+    on_the_fly = recipe.collate([recipe.prepare(clips[i], p) for i, p in zip(range(3), positions)])
+    recipe.model.eval()
+    with torch.no_grad():
+        (a, hi_a, draft_a), (b, hi_b, draft_b) = recipe._forward(from_bank), recipe._forward(on_the_fly)
+    assert torch.equal(hi_a, hi_b) and torch.equal(draft_a, draft_b)
+    assert torch.allclose(a.a, b.a, atol=1e-5) and torch.allclose(a.b, b.b, atol=1e-5)
+
+
+def test_bank_draft_resamples_the_four_tokens_under_a_resampled_condition_token():
+    draft = torch.arange(2 * 4 * 4).view(1, 2, 4, 4)
+    noise_mask = torch.zeros(1, 2, 2, 2, dtype=torch.bool)
+    noise_mask[0, 1, 0, 1] = True
+    batch = {"noise_mask": noise_mask, "noise_ids": torch.full((1, 2, 2, 2), 99)}
+    out = bank_draft(draft, batch)
+    changed = out != draft
+    assert changed.sum() == 4 and changed[0, 1, 0:2, 2:4].all() and (out[changed] == 99).all()
+
+
+def test_a_saved_bank_is_reused_only_with_the_same_settings(tmp_path, caplog):
+    cfg = _cfg(tmp_path / "run")
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    recipe.dataset()
+    path, settings = tmp_path / "run" / BANK_FILE, recipe._bank_settings()
+    bank = load_bank(path, settings)
+    assert bank is not None and torch.equal(bank.hi.long(), recipe.bank.hi.long())
+    with caplog.at_level(logging.WARNING):
+        assert load_bank(path, settings | {"width": "128"}) is None
+        path.write_bytes(b"not a safetensors file")
+        assert load_bank(path, settings) is None
+    assert "other settings" in caplog.text and "unreadable" in caplog.text
+
+
+class _Gappy:
+    """A dataset whose item 1 cannot be read and item 2 is None."""
+
+    def __init__(self, clips):
+        self.clips = clips
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i == 1:
+            raise OSError("truncated file")
+        return None if i == 2 else self.clips[i]
+
+
+def test_read_clips_skips_bad_clips_with_a_reason(tmp_path, caplog):
+    cfg = _cfg(tmp_path / "run")
+    clips = SuperResRecipe(cfg, Engine(cfg))._open(cfg.data, "train")
+    with caplog.at_level(logging.WARNING):
+        batches = list(read_clips(_Gappy(clips), 3, batch_size=2, num_workers=0))
+    frames = torch.cat([f for f, _ in batches])
+    expected = torch.stack([torch.from_numpy(clips[i].frames) for i in (0, 3, 4)])
+    assert torch.equal(frames, expected)
+    assert "truncated file" in caplog.text and "item 2" in caplog.text
+    with pytest.raises(ValueError, match="only 4 readable clips"):
+        list(read_clips(_Gappy(clips), 5, batch_size=2, num_workers=0))
+
+
+def test_a_resumed_bank_run_ends_on_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    def run(out, resume=False, **kw):
+        cfg = _cfg(out, text_encoder="none", lo_noise=0.3, **kw)
+        engine = Engine(cfg)
+        assert engine.run(SuperResRecipe(cfg, engine), resume=resume, progress=False) == 0
+
+    run(tmp_path / "straight")
+    run(tmp_path / "split", stop_after_steps=2)
+    run(tmp_path / "split", resume=True)
+    a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("straight", "split"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bank_must_not_be_negative():
+    from videopoet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bank must be"):
+        SuperResTrainConfig(bank=-1)
+
+
+def test_bank_slots_carry_no_frames(tmp_path):
+    cfg = _cfg(tmp_path / "run")
+    item = SuperResRecipe(cfg, Engine(cfg)).prepare(BankSlot(2), 0)
+    assert item["index"] == 2 and "frames" not in item and "caption" not in item
