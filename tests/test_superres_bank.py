@@ -35,8 +35,11 @@ def test_a_bank_item_is_the_clip_tokenized_on_the_fly(tmp_path):
     on_the_fly = recipe.collate([recipe.prepare(clips[i], p) for i, p in zip(range(3), positions)])
     recipe.model.eval()
     with torch.no_grad():
-        (a, hi_a, draft_a), (b, hi_b, draft_b) = recipe._forward(from_bank), recipe._forward(on_the_fly)
-    assert torch.equal(hi_a, hi_b) and torch.equal(draft_a, draft_b)
+        (hi_a, in_a), (hi_b, in_b) = recipe._inputs(from_bank), recipe._inputs(on_the_fly)
+        a, b = recipe._forward(in_a), recipe._forward(in_b)
+    assert torch.equal(hi_a, hi_b) and all(torch.equal(x, y) for x, y in zip(in_a[:2], in_b[:2]))
+    assert torch.equal(in_a[4], in_b[4])  # the drafts
+    assert torch.allclose(in_a[2], in_b[2], atol=1e-3) and torch.equal(in_a[3], in_b[3])  # float16 text
     assert torch.allclose(a.a, b.a, atol=1e-5) and torch.allclose(a.b, b.b, atol=1e-5)
 
 

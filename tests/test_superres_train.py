@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from videopoet.config import ConfigError, load_config
 from videopoet.sampling.masked import maskgit_decode
@@ -164,7 +165,32 @@ def test_evaluate_reports_copying_the_draft_beside_the_model(tmp_path, monkeypat
     assert torch.equal(seen[0], lo)  # the draft is made from the clean condition
     mask = recipe._eval_batch()["hi_mask"]
     assert out["val_draft_acc"] == pytest.approx((mask & right).sum().item() / mask.sum().item())
+    assert out["val_draft_all_acc"] == pytest.approx(0.5)  # one latent frame of two
     assert 0 <= out["val_acc"] <= 1 and out["val_loss"] > 0
+
+
+def test_evaluate_one_shot_sees_no_true_token(tmp_path, monkeypatch):
+    # a stand-in model that copies every visible token and says the draft where it sees [MASK]: its
+    # masked-position accuracy is the draft's, and from the all-[MASK] grid it is the draft everywhere
+    cfg = _debug_cfg(tmp_path / "run")
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    hi = torch.randint(0, CFG.mask_id, (2, *HI_GRID), generator=torch.Generator().manual_seed(4))
+    wrong = (hi + 1) % CFG.mask_id
+    monkeypatch.setattr(recipe, "_tokens", lambda video: (hi, hi[:, :, ::2, ::2]))
+    monkeypatch.setattr(recipe, "_draft", lambda lo_in: wrong)
+
+    def copier(hi_in, lo_in, text, text_mask, draft):
+        ids = torch.where(hi_in == CFG.mask_id, draft, hi_in)
+        n = CFG.factor_size
+        return SuperResLogits(*(F.one_hot(x, n).float() for x in (ids // n, ids % n)))
+
+    monkeypatch.setattr(recipe, "fwd", copier)
+    out = recipe.evaluate(0)
+    assert out["val_acc"] == out["val_draft_acc"] == 0.0
+    assert out["val_oneshot_acc"] == out["val_draft_all_acc"] == 0.0
+    monkeypatch.setattr(recipe, "_draft", lambda lo_in: hi)  # a perfect draft: both become 1
+    out = recipe.evaluate(0)
+    assert out["val_oneshot_acc"] == out["val_acc"] == 1.0
 
 
 def test_init_from_copies_weights_and_rejects_other_architectures(tmp_path):
