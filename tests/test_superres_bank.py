@@ -110,11 +110,17 @@ def test_a_resumed_bank_run_ends_on_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_bank_must_not_be_negative():
+def test_a_bank_larger_than_the_data_or_negative_is_refused(tmp_path, monkeypatch):
     from videopoet.config import ConfigError
 
     with pytest.raises(ConfigError, match="bank must be"):
         SuperResTrainConfig(bank=-1)
+    cfg = _cfg(tmp_path / "run", bank=5)
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    monkeypatch.setattr(recipe, "_open", lambda spec, split: [None] * 4)
+    with pytest.raises(ConfigError, match="holds 4 clips"):
+        recipe.dataset()
+    assert not (tmp_path / "run" / BANK_FILE).exists()
 
 
 def test_bank_slots_carry_no_frames(tmp_path):

@@ -238,9 +238,11 @@ class SuperResRecipe(Recipe):
         path, settings = self.engine.out / BANK_FILE, self._bank_settings()
         bank = load_bank(path, settings) if self.engine.is_main else None
         if self.engine.is_main and bank is None:
+            data = self._open(self.cfg.data, "train")
+            if self.cfg.bank > len(data):
+                raise ConfigError(f"bank = {self.cfg.bank}, but {self.cfg.data} holds {len(data)} clips")
             log.info("token bank: tokenizing the first %d clips of %s", self.cfg.bank, self.cfg.data)
-            clips = read_clips(self._open(self.cfg.data, "train"), self.cfg.bank, self.engine.local_batch,
-                               self.cfg.num_workers)  # fmt: skip
+            clips = read_clips(data, self.cfg.bank, self.engine.local_batch, self.cfg.num_workers)
             bank = build_bank(clips, self._bank_rows)
             bank.save(path, settings)
         self.engine.barrier()
