@@ -127,3 +127,12 @@ def test_bank_slots_carry_no_frames(tmp_path):
     cfg = _cfg(tmp_path / "run")
     item = SuperResRecipe(cfg, Engine(cfg)).prepare(BankSlot(2), 0)
     assert item["index"] == 2 and "frames" not in item and "caption" not in item
+
+
+def test_bank_ids_keep_codebooks_over_int16():
+    from videopoet.train.token_bank import build_bank
+
+    big = torch.tensor([[0, 2**15, 2**18 - 1]])
+    bank = build_bank([(None, ["a"])], lambda frames, captions: {"hi": big, "lo": big[:, :1]})
+    assert bank.hi.dtype == torch.int32 and torch.equal(bank.hi.long(), big)
+    assert bank.lo.dtype == torch.int16 and bank.draft is None and bank.text is None

@@ -147,7 +147,8 @@ def read_clips(dataset, n: int, batch_size: int, num_workers: int):
 
 def build_bank(batches, tokenize: Callable) -> TokenBank:
     """``tokenize(frames, captions)`` → dict of per-batch tensors (FIELDS) for every batch → one bank;
-    token ids stored as int16, caption embeddings padded to the longest caption."""
+    token ids stored as int16 where they fit (int32 for codebooks over 2^15), caption embeddings padded to
+    the longest caption."""
     parts: dict[str, list[torch.Tensor]] = {f: [] for f in FIELDS}
     for k, (frames, captions) in enumerate(batches):
         out = tokenize(frames, captions)
@@ -156,10 +157,15 @@ def build_bank(batches, tokenize: Callable) -> TokenBank:
         for f in FIELDS:
             if out.get(f) is not None:
                 parts[f].append(out[f].cpu())
-    ids = {f: torch.cat(parts[f]).to(torch.int16) if parts[f] else None for f in ("hi", "lo", "draft")}
+    ids = {f: _compact(torch.cat(parts[f])) if parts[f] else None for f in ("hi", "lo", "draft")}
     if not parts["text"]:
         return TokenBank(**ids, text=None, text_mask=None)
     width = max(t.shape[1] for t in parts["text"])  # captions padded to the longest one
     text = torch.cat([F.pad(t, (0, 0, 0, width - t.shape[1])) for t in parts["text"]]).half()
     mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for m in parts["text_mask"]])
     return TokenBank(**ids, text=text, text_mask=mask)
+
+
+def _compact(ids: torch.Tensor) -> torch.Tensor:
+    """Token ids in the smallest integer type that holds them: int16, else int32."""
+    return ids.to(torch.int16 if int(ids.max()) < 2**15 else torch.int32)
