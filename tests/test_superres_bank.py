@@ -136,3 +136,21 @@ def test_bank_ids_keep_codebooks_over_int16():
     bank = build_bank([(None, ["a"])], lambda frames, captions: {"hi": big, "lo": big[:, :1]})
     assert bank.hi.dtype == torch.int32 and torch.equal(bank.hi.long(), big)
     assert bank.lo.dtype == torch.int16 and bank.draft is None and bank.text is None
+
+
+def test_the_bank_names_its_tokenizer_by_its_weights():
+    from videopoet.tokenizers.video import VideoTokenizer
+    from videopoet.train.token_bank import weights_digest
+
+    torch.manual_seed(0)
+    a = VideoTokenizer.from_preset("debug")
+    b = VideoTokenizer.from_preset("debug")
+    b.load_state_dict(a.state_dict())
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-3
+    assert weights_digest(a) != weights_digest(b)
+    one = torch.nn.Module()
+    one.register_buffer("step", torch.tensor(3.0))  # 0-d and bool tensors hash too
+    one.register_buffer("flag", torch.tensor([True, False]))
+    assert len(weights_digest(one)) == 64

@@ -56,6 +56,7 @@ from videopoet.train.token_bank import (
     build_bank,
     load_bank,
     read_clips,
+    weights_digest,
 )
 
 log = logging.getLogger("videopoet.train.superres")
@@ -228,19 +229,21 @@ class SuperResRecipe(Recipe):
         return BankIndex(len(self.bank))
 
     def _bank_settings(self) -> dict[str, str]:
-        """What a bank's tokens depend on: a saved bank with other settings is made again."""
-        keys = ("data", "seed", "bank", "video_tokenizer", "text_encoder", "frames", "width", "height")
-        return {k: str(getattr(self.cfg, k)) for k in keys} | {"draft": str(self.mcfg.draft)}
+        """What a bank's tokens depend on (the tokenizer by its weights' digest): a saved bank with other
+        settings is made again."""
+        keys = ("data", "bank", "video_tokenizer", "text_encoder", "frames", "width", "height")
+        out = {k: str(getattr(self.cfg, k)) for k in keys}
+        return out | {"draft": str(self.mcfg.draft), "tokenizer_sha256": weights_digest(self.tokenizer)}
 
     def _token_bank(self) -> TokenBank:
         """The run's bank on the training device: the saved one (a resume), or made by the main rank and
         saved, then read by the others."""
+        data = self._open(self.cfg.data, "train")
+        if self.cfg.bank > len(data):  # every rank refuses, before anything is made
+            raise ConfigError(f"bank = {self.cfg.bank}, but {self.cfg.data} holds {len(data)} clips")
         path, settings = self.engine.out / BANK_FILE, self._bank_settings()
         bank = load_bank(path, settings) if self.engine.is_main else None
         if self.engine.is_main and bank is None:
-            data = self._open(self.cfg.data, "train")
-            if self.cfg.bank > len(data):
-                raise ConfigError(f"bank = {self.cfg.bank}, but {self.cfg.data} holds {len(data)} clips")
             log.info("token bank: tokenizing the first %d clips of %s", self.cfg.bank, self.cfg.data)
             clips = read_clips(data, self.cfg.bank, self.engine.local_batch, self.cfg.num_workers)
             bank = build_bank(clips, self._bank_rows)

@@ -12,6 +12,7 @@ read back by a resumed run with the same settings, so a resume trains on the sam
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,3 +170,13 @@ def build_bank(batches, tokenize: Callable) -> TokenBank:
 def _compact(ids: torch.Tensor) -> torch.Tensor:
     """Token ids in the smallest integer type that holds them: int16, else int32."""
     return ids.to(torch.int16 if int(ids.max()) < 2**15 else torch.int32)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state (names, shapes, dtypes, values): which weights made a bank's tokens."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
