@@ -394,11 +394,17 @@ class SuperResRecipe(Recipe):
     @torch.no_grad()
     def write_samples(self, folder: Path) -> None:
         """Held-out clips (top) over their 2× super-resolution from the downsampled clip (bottom), with the
-        tokenizer's own reconstruction PSNR beside the SR's in ``psnr.txt``."""
+        tokenizer's own reconstruction PSNR beside the SR's in ``psnr.txt``. Single-rank runs only: the
+        engine calls this on rank 0 alone, where a forward of the FSDP2-sharded model would wait forever
+        for the other ranks' shards (held-out metrics and the export run on every rank and still come)."""
         from videopoet.eval.metrics import psnr
         from videopoet.eval.report import write_preview
         from videopoet.sampling.masked import maskgit_decode
 
+        if self.engine.world > 1:
+            log.info("no previews in a %d-rank run (the model is sharded): %s not written", self.engine.world,
+                     folder)  # fmt: skip
+            return
         self.model.eval()
         video = uint8_to_video(self._eval_batch()["frames"][: self.cfg.num_samples])
         hi_tokens, lo_tokens = self._tokens(video)
