@@ -240,18 +240,13 @@ HEADS = {
 def test_cli_trains_on_two_ranks_like_one(tmp_path, head):
     """FSDP2-sharded debug LM on 2 gloo ranks: the losses of one process (fp32, |Δ| ≤ 1e-5), with the
     head (the tied embedding, the factorized factors) run on the target rows inside the root's forward."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    from cli_train import train_cli
+
     sets = [*_text_sets(), *HEADS[head], "max_steps=3", "eval_every=0", "ckpt_every=0"]
     runs = {}
     for ranks in (1, 2):
         out = tmp_path / f"r{ranks}"
-        launcher = [sys.executable, "-m", "videopoet.cli"]
-        if ranks > 1:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "videopoet.cli"]  # fmt: skip
-        flags = [a for s in [*sets, f"out_dir='{out.as_posix()}'"] for a in ("--set", s)]
-        proc = subprocess.run([*launcher, "train", "lm", "--config", str(DEBUG), *flags], env=env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        proc = train_cli("lm", DEBUG, out, sets, ranks=ranks)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     for a, b in zip(runs[1], runs[2]):

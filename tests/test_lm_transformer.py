@@ -4,9 +4,6 @@ and tied heads, parameter counts on the meta device, save/load and input checks.
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -331,21 +328,14 @@ def test_tied_save_load_writes_the_matrix_once(tmp_path, int8):
 def test_tied_lm_trains_on_two_ranks_like_one(tmp_path):
     """FSDP2 (gloo, fp32) on configs/lm_debug.toml with model.tie_embeddings=true: the losses of one
     process. Slow (two launches of the CLI); tests/test_lm_train.py runs the untied case by default."""
+    from cli_train import train_cli
     from videopoet.eval.report import read_jsonl
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     sets = ["model.tie_embeddings=true", "max_steps=3", "eval_every=0", "ckpt_every=0"]
     runs = {}
     for ranks in (1, 2):
         out = tmp_path / f"r{ranks}"
-        launcher = [sys.executable, "-m", "videopoet.cli"]
-        if ranks > 1:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "videopoet.cli"]  # fmt: skip
-        flags = [a for s in [*sets, f"out_dir='{out.as_posix()}'"] for a in ("--set", s)]
-        config = str(ROOT / "configs" / "lm_debug.toml")
-        proc = subprocess.run([*launcher, "train", "lm", "--config", config, *flags], env=env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        proc = train_cli("lm", ROOT / "configs" / "lm_debug.toml", out, sets, ranks=ranks)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
         final = PrefixLM.from_pretrained(out / "final")

@@ -162,25 +162,16 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
     is sharded). The SR loss is each rank's mean over its own masked tokens, so one and two ranks agree
     closely, not exactly."""
     import json
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    from cli_train import train_cli
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "superres_debug.toml"
     sets = ["text_encoder='none'", "bank=4", "max_steps=3", "eval_every=0", "sample_every=0", "ckpt_every=3"]
-    env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS="1")
     rows = {}
     for ranks in (1, 2):
         out = tmp_path / f"ranks{ranks}"
-        launch = [sys.executable, "-m", "videopoet.cli"]
-        if ranks > 1:
-            launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                      "-m", "videopoet.cli"]  # fmt: skip
-        flags = [a for s in [*sets, f"out_dir='{out.as_posix()}'"] for a in ("--set", s)]
-        config = str(root / "configs" / "superres_debug.toml")
-        proc = subprocess.run([*launch, "train", "superres", "--config", config, *flags], env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        proc = train_cli("superres", config, out, sets, ranks=ranks, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (out / BANK_FILE).is_file() and (out / "final" / "model.safetensors").is_file()
         lines = (out / "metrics.jsonl").read_text().splitlines()
