@@ -21,8 +21,9 @@ from pathlib import Path
 
 def _steps_per_second(metrics: Path, first: int, last: int) -> tuple[float, float]:
     """(steps/s between the logged steps ``first`` and ``last``, seconds to the first step)."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    times = {r["step"]: r["time"] for r in rows if "loss" in r}
+    from videopoet.eval.report import read_jsonl
+
+    times = {r["step"]: r["time"] for r in read_jsonl(metrics) if "loss" in r}
     return (last - first) / (times[last] - times[first]), times[min(times)]
 
 

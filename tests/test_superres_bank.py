@@ -138,22 +138,16 @@ def test_bank_ids_keep_codebooks_over_int16():
     assert bank.lo.dtype == torch.int16 and bank.draft is None and bank.text is None
 
 
-def test_the_bank_names_its_tokenizer_by_its_weights():
-    from videopoet.tokenizers.video import VideoTokenizer
-    from videopoet.train.token_bank import weights_digest
+def test_the_bank_names_its_tokenizer_by_its_weights(tmp_path):
+    import hashlib
 
-    torch.manual_seed(0)
-    a = VideoTokenizer.from_preset("debug")
-    b = VideoTokenizer.from_preset("debug")
-    b.load_state_dict(a.state_dict())
-    assert weights_digest(a) == weights_digest(b)
-    with torch.no_grad():
-        next(b.parameters()).view(-1)[0] += 1e-3
-    assert weights_digest(a) != weights_digest(b)
-    one = torch.nn.Module()
-    one.register_buffer("step", torch.tensor(3.0))  # 0-d and bool tensors hash too
-    one.register_buffer("flag", torch.tensor([True, False]))
-    assert len(weights_digest(one)) == 64
+    cfg = _cfg(tmp_path / "a")
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    assert recipe._bank_settings()["tokenizer_sha256"] == "preset:debug"  # seeded: its name says it all
+    recipe.tokenizer.save_pretrained(tmp_path / "tok")
+    folder = _cfg(tmp_path / "b", video_tokenizer=str(tmp_path / "tok"))
+    digest = SuperResRecipe(folder, Engine(folder))._bank_settings()["tokenizer_sha256"]
+    assert digest == hashlib.sha256((tmp_path / "tok" / "model.safetensors").read_bytes()).hexdigest()
 
 
 def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
@@ -161,10 +155,10 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
     runs see the same items (data signatures), and both export (two ranks write no previews: the model
     is sharded). The SR loss is each rank's mean over its own masked tokens, so one and two ranks agree
     closely, not exactly."""
-    import json
     from pathlib import Path
 
     from cli_train import train_cli
+    from videopoet.eval.report import read_jsonl
 
     config = Path(__file__).resolve().parents[1] / "configs" / "superres_debug.toml"
     sets = ["text_encoder='none'", "bank=4", "max_steps=3", "eval_every=0", "sample_every=0", "ckpt_every=3"]
@@ -174,7 +168,6 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
         proc = train_cli("superres", config, out, sets, ranks=ranks, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (out / BANK_FILE).is_file() and (out / "final" / "model.safetensors").is_file()
-        lines = (out / "metrics.jsonl").read_text().splitlines()
-        rows[ranks] = [r for r in map(json.loads, lines) if "loss" in r]
+        rows[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["data_signature"] for r in rows[1]] == [r["data_signature"] for r in rows[2]]
     assert all(abs(a["loss"] - b["loss"]) < 0.02 for a, b in zip(rows[1], rows[2]))

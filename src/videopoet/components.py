@@ -45,6 +45,7 @@ Every problem with a directory is a one-line ``UserError`` naming the file at fa
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -231,6 +232,14 @@ def bundled_directory(cls: type) -> Path:
             "of this install; pass a directory written by save_pretrained (e.g. a training run's final/)"
         )
     return directory
+
+
+def weights_sha256(cls: type, directory: str | Path | None = None) -> str:
+    """SHA-256 of a component folder's weights file (None: the bundled one's): what identifies the
+    weights across machines, where paths differ."""
+    directory = Path(directory) if directory else bundled_directory(cls)
+    with open(directory / WEIGHTS_FILE, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_config(directory: Path, what: str) -> tuple[str | None, dict[str, Any], str | None]:

@@ -13,7 +13,6 @@ existing set. Arguments are declared in ``videopoet/cli.py``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -144,18 +143,9 @@ def _component_dir(explicit: str | None, model: str | None, name: str) -> Path |
     return Path(model) / name if model else None
 
 
-def _identity(model, directory: Path | None) -> dict[str, str]:
-    """What identifies a tokenizer across machines: the hash of its weights file (paths differ)."""
-    from videopoet.components import WEIGHTS_FILE, bundled_directory
-
-    directory = directory or bundled_directory(type(model))
-    with open(directory / WEIGHTS_FILE, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return {"path": str(directory), "sha256": digest}
-
-
 def _tokenizer(args, kinds: tuple[str, ...]) -> tuple[R.RecordTokenizer, dict[str, Any]]:
     """Load the tokenizers and the text encoder; the settings that decide what the records hold."""
+    from videopoet.components import weights_sha256
     from videopoet.device import pick_device
     from videopoet.tokenizers.audio import AudioTokenizer
     from videopoet.tokenizers.video import VideoTokenizer
@@ -185,8 +175,8 @@ def _tokenizer(args, kinds: tuple[str, ...]) -> tuple[R.RecordTokenizer, dict[st
         "sample_rate": audio.config.sample_rate,
         "conditions": list(tokenizer.kinds),
         "shard_size": args.shard_size,
-        "video_tokenizer": _identity(video, vdir)["sha256"],
-        "audio_tokenizer": _identity(audio, adir)["sha256"],
+        "video_tokenizer": weights_sha256(VideoTokenizer, vdir),
+        "audio_tokenizer": weights_sha256(AudioTokenizer, adir),
         "text_encoder": text_name,
     }
     return tokenizer, settings

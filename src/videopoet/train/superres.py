@@ -56,7 +56,6 @@ from videopoet.train.token_bank import (
     build_bank,
     load_bank,
     read_clips,
-    weights_digest,
 )
 
 log = logging.getLogger("videopoet.train.superres")
@@ -213,6 +212,7 @@ class SuperResRecipe(Recipe):
             raise ConfigError(f"text encoder {cfg.text_encoder!r} is {self.text.dim}-d; the model takes "
                               f"text_dim={mcfg.text_dim}")  # fmt: skip
         self.hi_grid = self.tokenizer.latent_shape(cfg.frames, cfg.height, cfg.width)
+        self.bank: TokenBank | None = None  # made or read when the engine asks for the dataset
         self._eval: list | None = None
 
     # ------------------------------------------------------------------ data
@@ -229,11 +229,16 @@ class SuperResRecipe(Recipe):
         return BankIndex(len(self.bank))
 
     def _bank_settings(self) -> dict[str, str]:
-        """What a bank's tokens depend on (the tokenizer by its weights' digest): a saved bank with other
-        settings is made again."""
+        """What a bank's tokens depend on (a tokenizer folder by its weights file's SHA-256; a seeded
+        preset by its name): a saved bank with other settings is made again."""
+        from videopoet.components import weights_sha256
+        from videopoet.tokenizers.video import VideoTokenizer
+
         keys = ("data", "bank", "video_tokenizer", "text_encoder", "frames", "width", "height")
         out = {k: str(getattr(self.cfg, k)) for k in keys}
-        return out | {"draft": str(self.mcfg.draft), "tokenizer_sha256": weights_digest(self.tokenizer)}
+        spec = self.cfg.video_tokenizer
+        weights = spec if spec.startswith(PRESET_TOKENIZER) else weights_sha256(VideoTokenizer, spec or None)
+        return out | {"draft": str(self.mcfg.draft), "tokenizer_sha256": weights}
 
     def _token_bank(self) -> TokenBank:
         """The run's bank on the training device: the saved one (a resume), or made by the main rank and

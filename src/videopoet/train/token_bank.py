@@ -12,7 +12,6 @@ read back by a resumed run with the same settings, so a resume trains on the sam
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,16 +118,10 @@ class _Readable(Dataset):
         return None, skipped[0] if skipped else f"item {i}: unreadable"
 
 
-def _keep_list(items):
-    return items
-
-
 def read_clips(dataset, n: int, batch_size: int, num_workers: int):
     """Batches of (frames (B, T, H, W, 3) uint8, captions) of the first ``n`` readable clips, in order;
     each clip passed over is logged with its reason."""
-    loader = DataLoader(
-        _Readable(dataset), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_list
-    )
+    loader = DataLoader(_Readable(dataset), batch_size=batch_size, num_workers=num_workers, collate_fn=list)
     kept = 0
     for items in loader:
         good = []
@@ -170,13 +163,3 @@ def build_bank(batches, tokenize: Callable) -> TokenBank:
 def _compact(ids: torch.Tensor) -> torch.Tensor:
     """Token ids in the smallest integer type that holds them: int16, else int32."""
     return ids.to(torch.int16 if int(ids.max()) < 2**15 else torch.int32)
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's state (names, shapes, dtypes, values): which weights made a bank's tokens."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
