@@ -35,7 +35,7 @@ def test_a_bank_item_is_the_clip_tokenized_on_the_fly(tmp_path):
     on_the_fly = recipe.collate([recipe.prepare(clips[i], p) for i, p in zip(range(3), positions)])
     recipe.model.eval()
     with torch.no_grad():
-        (hi_a, in_a), (hi_b, in_b) = recipe._inputs(from_bank), recipe._inputs(on_the_fly)
+        (hi_a, in_a, _), (hi_b, in_b, _) = recipe._inputs(from_bank), recipe._inputs(on_the_fly)
         a, b = recipe._forward(in_a), recipe._forward(in_b)
     assert torch.equal(hi_a, hi_b) and all(torch.equal(x, y) for x, y in zip(in_a[:2], in_b[:2]))
     assert torch.equal(in_a[4], in_b[4])  # the drafts
@@ -115,6 +115,8 @@ def test_a_bank_larger_than_the_data_or_negative_is_refused(tmp_path, monkeypatc
 
     with pytest.raises(ConfigError, match="bank must be"):
         SuperResTrainConfig(bank=-1)
+    with pytest.raises(ConfigError, match="detail_weight must be"):
+        SuperResTrainConfig(detail_weight=-0.5)
     cfg = _cfg(tmp_path / "run", bank=5)
     recipe = SuperResRecipe(cfg, Engine(cfg))
     monkeypatch.setattr(recipe, "_open", lambda spec, split: [None] * 4)
@@ -171,3 +173,19 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
         rows[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["data_signature"] for r in rows[1]] == [r["data_signature"] for r in rows[2]]
     assert all(abs(a["loss"] - b["loss"]) < 0.02 for a, b in zip(rows[1], rows[2]))
+
+
+def test_a_detail_weighted_bank_holds_the_on_the_fly_detail_and_weights_the_loss(tmp_path):
+    cfg = _cfg(tmp_path / "run", detail_weight=3.0)
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    slots = recipe.dataset()
+    assert recipe._bank_settings()["detail"] == "true" and recipe.bank.detail.shape == recipe.bank.hi.shape
+    clips = recipe._open(cfg.data, "train")
+    from_bank = recipe.collate([recipe.prepare(slots[i], i) for i in range(2)])
+    on_the_fly = recipe.collate([recipe.prepare(clips[i], i) for i in range(2)])
+    with torch.no_grad():
+        (_, _, lost_a), (_, _, lost_b) = recipe._inputs(from_bank, True), recipe._inputs(on_the_fly, True)
+    assert lost_a.shape == lost_b.shape and torch.allclose(lost_a.float(), lost_b, atol=2e-3)
+    assert (lost_b >= 0).all() and lost_b.std() > 0  # the condition lost more detail in some places
+    plain = _cfg(tmp_path / "run")  # the same out_dir without the weight: a bank without detail
+    assert "detail" not in SuperResRecipe(plain, Engine(plain))._bank_settings()

@@ -235,3 +235,35 @@ def test_shipped_superres_configs_load():
         cfg = load_config(SuperResTrainConfig, path)
         assert cfg.preset == path.stem.removeprefix("superres_")
         assert SuperResTransformer(cfg.model_config()).config.codebook_bits in (8, 12)
+
+
+def test_detail_map_pools_each_target_tokens_pixels_and_frames():
+    from videopoet.train.superres import detail_map
+
+    video = torch.zeros(1, 3, 9, 16, 16)  # 9 frames: token frames {0}, {1..4}, {5..8}
+    up = video.clone()
+    up[0, :, 6, 8:16, 0:8] = 0.4  # one frame of token frame 2, row 1, column 0
+    up[0, 0, 0, 0, 0] = 6.4  # one pixel of one channel in the first frame
+    d = detail_map(video, up, temporal=4, spatial=8)
+    assert d.shape == (1, 3, 2, 2)
+    expected = torch.zeros(1, 3, 2, 2)
+    expected[0, 2, 1, 0] = 0.4 / 4  # a quarter of that token's frames
+    expected[0, 0, 0, 0] = 6.4 / 3 / 64  # a third of the channels, a 64th of the pixels
+    assert torch.allclose(d, expected)
+
+
+def test_masked_loss_weights_count_per_position():
+    from types import SimpleNamespace
+
+    from videopoet.train.superres import detail_weights, masked_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = SimpleNamespace(a=torch.randn(1, 1, 2, 2, 4, generator=g), b=torch.randn(1, 1, 2, 2, 4, generator=g))
+    hi = torch.randint(0, 16, (1, 1, 2, 2), generator=g)
+    mask = torch.tensor([[[[True, True], [True, False]]]])
+    plain, acc = masked_loss(logits, hi, mask, 4)
+    assert torch.allclose(masked_loss(logits, hi, mask, 4, torch.full((1, 1, 2, 2), 5.0))[0], plain)
+    only_first = torch.tensor([[[[1.0, 0.0], [0.0, 7.0]]]])  # the unmasked position's weight counts for nothing
+    first = masked_loss(logits, hi, torch.tensor([[[[True, False], [False, False]]]]), 4)[0]
+    assert torch.allclose(masked_loss(logits, hi, mask, 4, only_first)[0], first)
+    assert torch.allclose(detail_weights(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([2.0, 4.0]))

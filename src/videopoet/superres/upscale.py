@@ -58,10 +58,15 @@ def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) 
 
 
 @torch.no_grad()
+def upsampled_reconstruction(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor:
+    """Low-res tokens (B, t, h, w) → their decoding, upsampled 2× bicubically: (B, 3, T, 2H, 2W) in [-1, 1]."""
+    return resize(tokenizer.decode(lo_tokens), 2).clamp(-1, 1)
+
+
 def draft_tokens(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor:
     """The draft grid of low-res tokens (B, t, h, w) → (B, t, 2h, 2w): the tokenizer's tokens of the bicubic
     2× upsampling of their decoding (no model involved)."""
-    return tokenizer.encode(resize(tokenizer.decode(lo_tokens), 2).clamp(-1, 1))
+    return tokenizer.encode(upsampled_reconstruction(tokenizer, lo_tokens))
 
 
 @torch.no_grad()

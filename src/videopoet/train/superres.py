@@ -60,7 +60,8 @@ from videopoet.train.token_bank import (
 
 log = logging.getLogger("videopoet.train.superres")
 
-PRESET_TOKENIZER = "preset:"  # video_tokenizer = "preset:debug": a fresh, seeded tokenizer of that preset
+PRESET_TOKENIZER = "preset:"
+DETAIL_SHARE = 0.1  # held-out accuracy is also reported at this share of positions, those with most detail lost  # video_tokenizer = "preset:debug": a fresh, seeded tokenizer of that preset
 
 
 @dataclass(kw_only=True)
@@ -75,6 +76,7 @@ class SuperResTrainConfig(TrainConfig):
     lo_dropout: float = 0.1  # items whose low-res condition is dropped (classifier-free guidance)
     text_dropout: float = 0.1  # items whose text is dropped
     bank: int = 0  # clips tokenized once and trained on for many epochs (0 = every item on the fly)
+    detail_weight: float = 0.0  # loss weight 1 + this × (detail the condition lost here ÷ its batch mean)
     eval_items: int = 8  # held-out clips of the held-out masked-token loss
     num_samples: int = 2  # held-out clips MaskGIT-decoded into each preview
     sample_steps: int = 12  # MaskGIT steps of a preview
@@ -90,6 +92,8 @@ class SuperResTrainConfig(TrainConfig):
                 f"clips must be 1 + 4k frames and multiples of 16 pixels (the condition is half as large), "
                 f"got {self.frames} frames {self.width}x{self.height}"
             )
+        if self.detail_weight < 0:
+            raise ConfigError(f"detail_weight must be >= 0, got {self.detail_weight}")
         for name in ("lo_noise", "lo_dropout", "text_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -156,6 +160,20 @@ def bank_draft(draft: torch.Tensor, batch: dict[str, Any], lo: torch.Tensor | No
     return torch.where(mask, ids, draft)
 
 
+def detail_map(video: torch.Tensor, up: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:
+    """Where the condition lost detail: the clip (B, 3, T, H, W) against ``up``, the bicubic 2× upsample of
+    its condition's reconstruction, as the mean absolute difference over each target token's pixels and
+    frames (the causal tokenizer's: the first frame alone, then ``temporal`` at a time) → (B, t, H/s, W/s)."""
+    d = (video.float() - up.float()).abs().mean(1)  # (B, T, H, W)
+    rest = d[:, 1:].unflatten(1, (-1, temporal)).mean(2)  # (B, t - 1, H, W)
+    return F.avg_pool2d(torch.cat([d[:, :1], rest], 1), spatial)  # (B, t, H/s, W/s)
+
+
+def detail_weights(detail: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-position loss weights 1 + strength · detail / (the batch's mean detail)."""
+    return 1.0 + strength * detail.float() / detail.float().mean().clamp_min(1e-6)
+
+
 def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draft_of=None):
     """Tokens and an item's draws → (masked high-res input, low-res condition, draft or None): masking,
     noise augmentation, the draft of the noised condition (``draft_of(lo)``, when given), low-res
@@ -168,15 +186,17 @@ def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draf
     return hi_tokens.masked_fill(batch["hi_mask"], mask_id), lo.masked_fill(drop, mask_id), draft
 
 
-def masked_loss(logits, hi_tokens, hi_mask, factor_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean over masked positions of (CE head a + CE head b) / 2 → (loss, token accuracy)."""
+def masked_loss(logits, hi_tokens, hi_mask, factor_size: int, weight=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over masked positions of (CE head a + CE head b) / 2, weighted by ``weight`` (B, t, H, W) when
+    given → (loss, token accuracy)."""
     from videopoet.superres.model import split_ids
 
     a, b = split_ids(hi_tokens[hi_mask], factor_size)  # (M,) each
     la, lb = logits.a[hi_mask].float(), logits.b[hi_mask].float()  # (M, N) each
-    loss = (F.cross_entropy(la, a) + F.cross_entropy(lb, b)) / 2
+    ce = (F.cross_entropy(la, a, reduction="none") + F.cross_entropy(lb, b, reduction="none")) / 2  # (M,)
+    w = torch.ones_like(ce) if weight is None else weight[hi_mask].float()
     correct = (la.argmax(-1) == a) & (lb.argmax(-1) == b)
-    return loss, correct.float().mean()
+    return (w * ce).sum() / w.sum(), correct.float().mean()
 
 
 # ============================================================================================ recipe
@@ -238,7 +258,8 @@ class SuperResRecipe(Recipe):
         out = {k: str(getattr(self.cfg, k)) for k in keys}
         spec = self.cfg.video_tokenizer
         weights = spec if spec.startswith(PRESET_TOKENIZER) else weights_sha256(VideoTokenizer, spec or None)
-        return out | {"draft": str(self.mcfg.draft), "tokenizer_sha256": weights}
+        detail = {"detail": "true"} if self.cfg.detail_weight else {}  # a bank without it is made again
+        return out | {"draft": str(self.mcfg.draft), "tokenizer_sha256": weights} | detail
 
     def _token_bank(self) -> TokenBank:
         """The run's bank on the training device: the saved one (a resume), or made by the main rank and
@@ -261,11 +282,15 @@ class SuperResRecipe(Recipe):
 
     @torch.no_grad()
     def _bank_rows(self, frames: torch.Tensor, captions: list[str]) -> dict[str, torch.Tensor | None]:
-        """Clips (B, T, H, W, 3) uint8 → their bank rows: target, condition, clean draft, caption."""
-        hi, lo = self._tokens(uint8_to_video(frames.to(self.engine.device)))
+        """Clips (B, T, H, W, 3) uint8 → their bank rows: target, condition, clean draft, caption, and the
+        detail the condition lost (with ``detail_weight``)."""
+        video = uint8_to_video(frames.to(self.engine.device))
+        hi, lo = self._tokens(video)
         text, mask = self._text(captions, torch.zeros(len(captions), dtype=torch.bool))
-        draft = self._draft(lo) if self.mcfg.draft else None
-        return {"hi": hi, "lo": lo, "draft": draft, "text": text, "text_mask": mask}
+        up = self._upsampled(lo) if self.mcfg.draft or self.cfg.detail_weight else None
+        draft = self._encode(up) if self.mcfg.draft else None
+        detail = self._detail(video, up) if self.cfg.detail_weight else None
+        return {"hi": hi, "lo": lo, "draft": draft, "text": text, "text_mask": mask, "detail": detail}
 
     @property
     def prepare(self):
@@ -303,35 +328,53 @@ class SuperResRecipe(Recipe):
         return out.embeddings.to(dev), out.mask.to(dev) & ok[:, None]
 
     @torch.no_grad()
-    def _draft(self, lo_tokens: torch.Tensor) -> torch.Tensor:
-        from videopoet.superres.upscale import draft_tokens
+    def _upsampled(self, lo_tokens: torch.Tensor) -> torch.Tensor:
+        from videopoet.superres.upscale import upsampled_reconstruction
 
         with autocast(self.engine.device, self.engine.amp):
-            return draft_tokens(self.tokenizer, lo_tokens)
+            return upsampled_reconstruction(self.tokenizer, lo_tokens)
 
-    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple]:
+    @torch.no_grad()
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        with autocast(self.engine.device, self.engine.amp):
+            return self.tokenizer.encode(video)
+
+    def _draft(self, lo_tokens: torch.Tensor) -> torch.Tensor:
+        """``superres.upscale.draft_tokens`` in the run's precision."""
+        return self._encode(self._upsampled(lo_tokens))
+
+    @torch.no_grad()
+    def _detail(self, video: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        c = self.tokenizer.config
+        return detail_map(video, up, c.temporal_factor, c.spatial_factor)
+
+    def _inputs(self, batch: dict[str, Any], detail: bool = False) -> tuple[torch.Tensor, tuple, Any]:
         """A batch (of clips, or of bank slots) → (target tokens, the model's inputs: masked target,
-        condition, text, text mask, draft or None)."""
+        condition, text, text mask, draft or None; the detail map when asked for, else None)."""
         if "index" in batch:
             rows = self.bank.take(batch["index"])
-            hi_tokens, lo_tokens = rows.hi, rows.lo
+            hi_tokens, lo_tokens, lost = rows.hi, rows.lo, rows.detail
             draft_of = None if rows.draft is None else functools.partial(bank_draft, rows.draft, batch)
             text, text_mask = _bank_text(rows, batch["drop_text"])
         else:
-            hi_tokens, lo_tokens = self._tokens(uint8_to_video(batch["frames"]))
+            video = uint8_to_video(batch["frames"])
+            hi_tokens, lo_tokens = self._tokens(video)
+            lost = self._detail(video, self._upsampled(lo_tokens)) if detail else None
             draft_of = self._draft if self.mcfg.draft else None
             text, text_mask = self._text(batch["caption"], batch["drop_text"])
         hi_in, lo_in, draft = model_inputs(hi_tokens, lo_tokens, batch, self.mcfg.mask_id, draft_of)
-        return hi_tokens, (hi_in, lo_in, text, text_mask, draft)
+        return hi_tokens, (hi_in, lo_in, text, text_mask, draft), lost if detail else None
 
     def _forward(self, inputs: tuple):
         with autocast(self.engine.device, self.engine.amp):
             return self.fwd(*inputs)
 
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        hi_tokens, inputs = self._inputs(batch)
+        strength = self.cfg.detail_weight
+        hi_tokens, inputs, detail = self._inputs(batch, detail=bool(strength))
+        weight = None if detail is None else detail_weights(detail, strength)
         logits = self._forward(inputs)
-        return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
+        return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size, weight)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         lr = self.cfg.lr_at(step)
@@ -376,24 +419,28 @@ class SuperResRecipe(Recipe):
 
         With the draft path, copying the draft scores ``val_draft_acc`` at the masked positions and
         ``val_draft_all_acc`` at all of them: a model that reads more than its draft has to beat the
-        latter in ``val_oneshot_acc``."""
+        latter in ``val_oneshot_acc``. ``val_oneshot_detail_acc`` and ``val_draft_detail_acc`` score the
+        same at the tenth of the positions where the condition lost most detail (``detail_map``)."""
         from videopoet.superres.model import join_ids
 
         self.model.eval()
         batch = self._eval_batch()
-        hi_tokens, inputs = self._inputs(batch)
+        hi_tokens, inputs, detail = self._inputs(batch, detail=True)
         loss, acc = masked_loss(self._forward(inputs), hi_tokens, batch["hi_mask"], self.mcfg.factor_size)
         blind = self._forward((torch.full_like(hi_tokens, self.mcfg.mask_id), *inputs[1:]))
         guess = join_ids(blind.a.argmax(-1), blind.b.argmax(-1), self.mcfg.factor_size)
+        lost = detail >= torch.quantile(detail.float().flatten(), 1 - DETAIL_SHARE)  # the most detail lost
         out = {
             "val_loss": loss.item(),
             "val_acc": acc.item(),
             "val_oneshot_acc": (guess == hi_tokens).float().mean().item(),
+            "val_oneshot_detail_acc": (guess == hi_tokens)[lost].float().mean().item(),
         }
         draft, mask = inputs[-1], batch["hi_mask"]
         if draft is not None:
             out["val_draft_acc"] = (draft[mask] == hi_tokens[mask]).float().mean().item()
             out["val_draft_all_acc"] = (draft == hi_tokens).float().mean().item()
+            out["val_draft_detail_acc"] = (draft == hi_tokens)[lost].float().mean().item()
         return out
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ from videopoet.outputs import atomic_path
 log = logging.getLogger("videopoet.train.token_bank")
 
 BANK_FILE = "token_bank.safetensors"
-FIELDS = ("hi", "lo", "draft", "text", "text_mask")
+FIELDS = ("hi", "lo", "draft", "text", "text_mask", "detail")
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,15 @@ class BankIndex(Dataset):
 @dataclass
 class TokenBank:
     """Per clip: target tokens (N, t, H, W), condition tokens (N, t, H/2, W/2), the clean condition's
-    draft (N, t, H, W) or None, caption embeddings (N, S, E) float16 and their mask (N, S) or None."""
+    draft (N, t, H, W) or None, caption embeddings (N, S, E) float16 and their mask (N, S) or None, and
+    the detail the condition lost per target token (N, t, H, W) float16 or None (``superres.detail_map``)."""
 
     hi: torch.Tensor
     lo: torch.Tensor
     draft: torch.Tensor | None
     text: torch.Tensor | None
     text_mask: torch.Tensor | None
+    detail: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.hi.shape[0]
@@ -152,12 +154,13 @@ def build_bank(batches, tokenize: Callable) -> TokenBank:
             if out.get(f) is not None:
                 parts[f].append(out[f].cpu())
     ids = {f: _compact(torch.cat(parts[f])) if parts[f] else None for f in ("hi", "lo", "draft")}
+    detail = torch.cat(parts["detail"]).half() if parts["detail"] else None
     if not parts["text"]:
-        return TokenBank(**ids, text=None, text_mask=None)
+        return TokenBank(**ids, text=None, text_mask=None, detail=detail)
     width = max(t.shape[1] for t in parts["text"])  # captions padded to the longest one
     text = torch.cat([F.pad(t, (0, 0, 0, width - t.shape[1])) for t in parts["text"]]).half()
     mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for m in parts["text_mask"]])
-    return TokenBank(**ids, text=text, text_mask=mask)
+    return TokenBank(**ids, text=text, text_mask=mask, detail=detail)
 
 
 def _compact(ids: torch.Tensor) -> torch.Tensor:
