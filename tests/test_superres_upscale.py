@@ -87,6 +87,22 @@ def test_back_projection_keeps_a_consistent_clip_and_pulls_others_to_the_input(f
         back_project(hi, torch.zeros(1, 3, 2, 5, 5))
 
 
+def test_coarse_back_projection_corrects_only_below_its_scale():
+    torch.manual_seed(0)
+    hi = torch.rand(1, 3, 2, 32, 32) - 0.5  # room for the shifts below: no clamping
+    lo = resize(hi, 1 / 2)
+    assert torch.equal(back_project(hi, lo, coarse=2), hi)  # consistent: left as it is
+    i = torch.arange(16)
+    fine = 0.3 * (-1.0) ** (i[:, None] + i[None, :])  # a ±0.3 checkerboard: nothing below half lo's scale
+    flat = torch.full_like(lo, 0.3)  # all below it
+    full, coarse = back_project(hi, lo + fine), back_project(hi, lo + fine, coarse=2)
+    assert (full - hi).abs().mean() > 0.05 and (coarse - hi).abs().mean() < 0.2 * (full - hi).abs().mean()
+    moved = back_project(hi, lo + flat, coarse=2) - hi
+    assert moved[..., 4:-4, 4:-4].sub(0.3).abs().max() < 0.05  # the flat shift comes through
+    with pytest.raises(ValueError, match="coarse"):
+        back_project(hi, lo, coarse=3)
+
+
 def test_upscale_frames_back_projects_onto_its_input_by_default(models):
     tok = VideoTokenizer.from_pretrained(models / "tok")
     sr = SuperResTransformer.from_pretrained(models / "sr")

@@ -127,14 +127,20 @@ def resize(video: torch.Tensor, scale: float) -> torch.Tensor:
     return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)  # (B, C, T, H′, W′)
 
 
-def back_project(hi: torch.Tensor, lo: torch.Tensor, iterations: int = 1) -> torch.Tensor:
+def back_project(hi: torch.Tensor, lo: torch.Tensor, iterations: int = 1, coarse: int = 1) -> torch.Tensor:
     """Iterative back-projection: hi (B, C, T, fH, fW) ← hi + up(lo − down(hi)), in [-1, 1], with
-    lo (B, C, T, H, W) and bicubic resizes by f. A hi whose downsample is lo already stays as it is."""
+    lo (B, C, T, H, W) and bicubic resizes by f. A hi whose downsample is lo already stays as it is.
+    ``coarse`` = c > 1 keeps the correction lo − down(hi) only below 1/c of lo's resolution (downsampled
+    by c before the upsampling; H and W multiples of c): there the output follows lo, above it hi."""
     factor = hi.shape[-1] / lo.shape[-1]
     if hi.shape[:3] != lo.shape[:3] or hi.shape[-2] != lo.shape[-2] * factor or factor not in (2, 4):
         raise ValueError(f"back_project needs hi 2x or 4x lo, got {tuple(hi.shape)} and {tuple(lo.shape)}")
+    if coarse < 1 or lo.shape[-1] % coarse or lo.shape[-2] % coarse:
+        raise ValueError(f"coarse must be >= 1 and divide lo's size {tuple(lo.shape[-2:])}, got {coarse}")
     for _ in range(iterations):
-        hi = (hi + resize(lo - resize(hi, 1 / factor), factor)).clamp(-1, 1)
+        gap = lo - resize(hi, 1 / factor)  # (B, C, T, H, W)
+        gap = gap if coarse == 1 else resize(gap, 1 / coarse)  # (B, C, T, H/c, W/c)
+        hi = (hi + resize(gap, factor * coarse)).clamp(-1, 1)
     return hi
 
 
