@@ -13,9 +13,12 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
   (needs --model; skipped with the reason otherwise). A model with text reads the scene's caption
   (MiniLM; text guidance ``--guidance-text``, 4.0 as in the pipeline; ``--no-text`` for none);
 - (a') ``superres_consistent``: row (a) back-projected onto the 128×128 reconstruction
-  (``superres.upscale.back_project``), what ``upscale_frames`` returns by default;
+  (``superres.upscale.back_project``; ``--consistency-coarse C`` keeps its correction below 1/C of the
+  128×128 scale), what ``upscale_frames`` returns by default (C = 1);
 - (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
 - (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
+- (c') ``tokenizer_256_consistent``: row (c) back-projected as row (a') is: what back-projection leaves of
+  an SR model that got every token right;
 - (d) ``bicubic_tokens``: the tokenizer's tokens of row (b)'s 256×256 frames, decoded: what copying the
   bicubic upsample into the 256×256 token grid gives, without any model;
 - ``reference``: the rendering itself (the judge's own ceiling; PSNR/SSIM are undefined there).
@@ -56,6 +59,9 @@ def _args(argv):
     ap.add_argument("--guidance-lowres", type=float, default=1.0)
     ap.add_argument("--guidance-text", type=float, default=4.0, help="row (a), a model with text")
     ap.add_argument("--temperature", type=float, default=1.0, help="row (a): MaskGIT sampling (0 = greedy)")
+    ap.add_argument(
+        "--consistency-coarse", type=int, default=1, help="rows (a'), (c'): back_project's coarse"
+    )
     ap.add_argument(
         "--text",
         action=argparse.BooleanOptionalAction,
@@ -113,6 +119,10 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     bicubic = resize(lo_recon, 2).clamp(-1, 1)
     tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}  # = draft_tokens(tokenizer, lo_tokens), not redone
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
+    coarse = args.consistency_coarse
+    out["tokenizer_256_consistent"] = back_project(
+        out["tokenizer_256"].float(), lo_recon.float(), coarse=coarse
+    )
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)
         scale = args.guidance_text if text is not None else 1.0
@@ -130,7 +140,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
         )
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
     if "superres" in out:  # row (a'): what upscale_frames returns (consistency on)
-        out["superres_consistent"] = back_project(out["superres"].float(), lo_recon.float())
+        out["superres_consistent"] = back_project(out["superres"].float(), lo_recon.float(), coarse=coarse)
     agreement = {name: float((ids == true).float().mean()) for name, ids in tokens.items()}
     return {k: v.float().cpu() for k, v in out.items()}, big, agreement
 
@@ -148,7 +158,8 @@ def quality(args, device) -> dict:
         from videopoet.text import load_text_encoder
 
         encoder = load_text_encoder(device=device)
-    names = ("superres", "superres_consistent", "bicubic", "tokenizer_256", "bicubic_tokens", "reference")
+    names = ("superres", "superres_consistent", "bicubic", "tokenizer_256", "tokenizer_256_consistent",
+             "bicubic_tokens", "reference")  # fmt: skip
     rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0, "agree": []} for name in names}
     t0 = time.perf_counter()
     for seed in args.seeds:

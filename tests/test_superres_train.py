@@ -258,12 +258,16 @@ def test_masked_loss_weights_count_per_position():
     from videopoet.train.superres import detail_weights, masked_loss
 
     g = torch.Generator().manual_seed(0)
-    logits = SimpleNamespace(a=torch.randn(1, 1, 2, 2, 4, generator=g), b=torch.randn(1, 1, 2, 2, 4, generator=g))
+    logits = SimpleNamespace(
+        a=torch.randn(1, 1, 2, 2, 4, generator=g), b=torch.randn(1, 1, 2, 2, 4, generator=g)
+    )
     hi = torch.randint(0, 16, (1, 1, 2, 2), generator=g)
     mask = torch.tensor([[[[True, True], [True, False]]]])
     plain, acc = masked_loss(logits, hi, mask, 4)
     assert torch.allclose(masked_loss(logits, hi, mask, 4, torch.full((1, 1, 2, 2), 5.0))[0], plain)
-    only_first = torch.tensor([[[[1.0, 0.0], [0.0, 7.0]]]])  # the unmasked position's weight counts for nothing
+    only_first = torch.tensor(
+        [[[[1.0, 0.0], [0.0, 7.0]]]]
+    )  # the unmasked position's weight counts for nothing
     first = masked_loss(logits, hi, torch.tensor([[[[True, False], [False, False]]]]), 4)[0]
     assert torch.allclose(masked_loss(logits, hi, mask, 4, only_first)[0], first)
     assert torch.allclose(detail_weights(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([2.0, 4.0]))

@@ -59,7 +59,7 @@ def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) 
 
 @torch.no_grad()
 def upsampled_reconstruction(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor:
-    """Low-res tokens (B, t, h, w) → their decoding, upsampled 2× bicubically: (B, 3, T, 2H, 2W) in [-1, 1]."""
+    """Low-res tokens (B, t, h, w) → their decoding, upsampled 2× bicubically (B, 3, T, 2H, 2W) in [-1, 1]."""
     return resize(tokenizer.decode(lo_tokens), 2).clamp(-1, 1)
 
 

@@ -61,7 +61,7 @@ from videopoet.train.token_bank import (
 log = logging.getLogger("videopoet.train.superres")
 
 PRESET_TOKENIZER = "preset:"
-DETAIL_SHARE = 0.1  # held-out accuracy is also reported at this share of positions, those with most detail lost  # video_tokenizer = "preset:debug": a fresh, seeded tokenizer of that preset
+DETAIL_SHARE = 0.1  # held-out accuracy is also reported at this share of positions: the most detail lost
 
 
 @dataclass(kw_only=True)
@@ -186,7 +186,9 @@ def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draf
     return hi_tokens.masked_fill(batch["hi_mask"], mask_id), lo.masked_fill(drop, mask_id), draft
 
 
-def masked_loss(logits, hi_tokens, hi_mask, factor_size: int, weight=None) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_loss(
+    logits, hi_tokens, hi_mask, factor_size: int, weight=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over masked positions of (CE head a + CE head b) / 2, weighted by ``weight`` (B, t, H, W) when
     given → (loss, token accuracy)."""
     from videopoet.superres.model import split_ids
