@@ -114,6 +114,10 @@ def test_upscale_frames_back_projects_onto_its_input_by_default(models):
 
     raw = upscale_frames(frames, tok, [sr], steps=2, seed=3, consistency=False)
     assert gap(upscale_frames(frames, tok, [sr], steps=2, seed=3)) < 0.5 * gap(raw)
+    coarse = upscale_frames(frames, tok, [sr], steps=2, seed=3, coarse=4)  # corrects the lowest band only
+    assert gap(upscale_frames(frames, tok, [sr], steps=2, seed=3)) < gap(coarse) < gap(raw)
+    with pytest.raises(ValueError, match="coarse must be one of"):
+        upscale_frames(frames, tok, [sr], steps=2, seed=3, coarse=3)
 
 
 def test_upscale_frames_repeat_for_a_seed(models):
@@ -169,6 +173,7 @@ def _one_line_exit_2(capsys, status, match):
     [
         ("size", "multiples of 8"),
         ("factor", "invalid choice"),
+        ("coarse", "invalid choice"),
         ("missing", "no such file"),
         ("exists", "already exists"),
         ("vocabulary", "not trained together"),
@@ -182,6 +187,7 @@ def test_bad_input_is_one_line_and_exit_2(models, tmp_path, capsys, case, match)
         out.write_bytes(b"mine")
     args = [tmp_path / "nope.mp4" if case == "missing" else src, "--out", out]
     args += ["--factor", "3"] if case == "factor" else []
+    args += ["--consistency-coarse", "3"] if case == "coarse" else []
     if case == "vocabulary":
         status = cli.main(
             ["upscale", *map(str, args), "--model", str(models / "sr")]

@@ -395,6 +395,13 @@ def _add_upscale(top) -> None:
         default=True,
         help="back-project the output onto the input clip (downsampled, it gives the input back)",
     )
+    p.add_argument(
+        "--consistency-coarse",
+        type=int,
+        choices=(1, 2, 4, 8),
+        default=1,
+        help="back-project only below 1/C of the input's resolution (above it the model's detail stays)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_overwrite(p, "an existing --out")

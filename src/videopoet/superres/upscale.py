@@ -148,6 +148,7 @@ def _on(x, device):
     return None if x is None else x.to(device)
 
 
+COARSE = (1, 2, 4, 8)  # back-projection bands ``upscale_frames`` takes: divisors of the tokenizer's 8 px
 CHUNK_FRAMES = 17  # frames per upscaled piece: the clip length the tokenizer and the SR model train on
 MAX_PAD_TOKENS = 64  # how far ``tiled_size`` looks for a grid the windows tile, per axis
 
@@ -180,15 +181,19 @@ def upscale_frames(
     stages: Sequence[SuperResTransformer],
     *,
     consistency: bool = True,
+    coarse: int = 1,
     chunk_frames: int = CHUNK_FRAMES,
     **kw,
 ) -> np.ndarray:
     """uint8 (T, H, W, 3) with T = 1 + 4k → uint8 (T, 2^n H, 2^n W, 3) for n = len(stages), in pieces of
     ``chunk_frames`` frames that share their boundary frame (the later piece's copy is dropped), so memory
-    is that of one piece whatever the clip's length. Each piece: ``_upscale_piece``."""
+    is that of one piece whatever the clip's length. Each piece: ``_upscale_piece``; ``coarse``: the
+    back-projection's (``back_project``)."""
+    if coarse not in COARSE:
+        raise ValueError(f"coarse must be one of {COARSE} (it divides every padded size), got {coarse}")
     pieces = []
     for start, stop in pieces_of(len(frames), chunk_frames, tokenizer.config.temporal_factor):
-        piece = _upscale_piece(frames[start:stop], tokenizer, stages, consistency, **kw)
+        piece = _upscale_piece(frames[start:stop], tokenizer, stages, coarse if consistency else 0, **kw)
         pieces.append(piece if start == 0 else piece[1:])
     return np.concatenate(pieces)
 
@@ -203,10 +208,10 @@ def pieces_of(n_frames: int, chunk_frames: int, temporal_factor: int) -> list[tu
     return [(start, min(start + chunk_frames, n_frames)) for start in starts]
 
 
-def _upscale_piece(frames: np.ndarray, tokenizer, stages, consistency: bool, **kw) -> np.ndarray:
+def _upscale_piece(frames: np.ndarray, tokenizer, stages, coarse: int, **kw) -> np.ndarray:
     """Pad the frames (edge pixels, bottom and right) to ``tiled_size``, tokenize, chain the stages
-    (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode, with ``consistency`` back-project
-    the result onto the frames, and crop the padding off."""
+    (keywords: ``upscale_tokens``'s and ``text``, ``text_mask``), decode, back-project the result onto
+    the frames (``coarse`` ≥ 1; 0: not) and crop the padding off."""
     from videopoet.data.sample import frames_to_tensor, tensor_to_frames
 
     (t, h, w), n = frames.shape[:3], 2 ** len(stages)
@@ -216,8 +221,8 @@ def _upscale_piece(frames: np.ndarray, tokenizer, stages, consistency: bool, **k
     video = frames_to_tensor(padded)[None].to(device)  # (1, 3, T, H′, W′)
     tokens = chain_stages(stages, tokenizer.encode(video), tokenizer=tokenizer, **kw)
     hi = tokenizer.decode(tokens.to(device))  # (1, 3, T, 2^n H′, 2^n W′)
-    if consistency:
-        hi = back_project(hi.float(), video.float())
+    if coarse:
+        hi = back_project(hi.float(), video.float(), coarse=coarse)
     return tensor_to_frames(hi[0, :, :, : n * h, : n * w])
 
 
@@ -349,7 +354,7 @@ def main(args) -> int:
     big = upscale_frames(
         frames, tokenizer, stages, text=text, text_mask=text_mask, steps=args.steps,
         text_scale=args.guidance_text if text is not None else 1.0, lo_scale=args.guidance_lowres,
-        seed=args.seed, consistency=args.consistency,
+        seed=args.seed, consistency=args.consistency, coarse=args.consistency_coarse,
     )  # fmt: skip
     write_mp4(out, big, fps, audio, rate if audio is not None else 16000)
     print(f"videopoet: wrote {out}", file=sys.stderr)
