@@ -298,3 +298,19 @@ def test_pieces_share_a_frame_and_each_is_checked_as_cut():
     assert all(tiled_size([stage1], tok, (b - a, 224, 128)) == (224, 128) for a, b in pieces_of(33, 17, 4))
     with pytest.raises(ValueError, match="no padded size"):  # the whole 33-frame clip would not
         tiled_size([stage1], tok, (33, 224, 128))
+
+
+def test_upscale_cli_passes_temperature_and_consistency_band(models, tmp_path, monkeypatch):
+    import videopoet.superres.upscale as up
+
+    seen, real = {}, up.upscale_frames
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(up, "upscale_frames", spy)
+    src = _clip(tmp_path / "in.mp4", frames=5, audio=False)
+    out = tmp_path / "out.mp4"
+    assert _run(models, src, "--out", out, "--temperature", "0", "--consistency-coarse", "4") == 0
+    assert seen["temperature"] == 0.0 and seen["coarse"] == 4 and seen["consistency"] is True

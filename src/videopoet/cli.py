@@ -389,6 +389,7 @@ def _add_upscale(top) -> None:
     p.add_argument("--steps", type=_int_in(1, 1000, "steps"), default=24, help="MaskGIT steps per stage")
     p.add_argument("--guidance-text", type=float, default=4.0, help="text guidance scale (with --prompt)")
     p.add_argument("--guidance-lowres", type=float, default=1.0, help="low-res condition guidance scale")
+    p.add_argument("--temperature", type=float, default=1.0, help="MaskGIT sampling temperature (0 = greedy)")
     p.add_argument(
         "--consistency",
         action=argparse.BooleanOptionalAction,

@@ -354,7 +354,8 @@ def main(args) -> int:
     big = upscale_frames(
         frames, tokenizer, stages, text=text, text_mask=text_mask, steps=args.steps,
         text_scale=args.guidance_text if text is not None else 1.0, lo_scale=args.guidance_lowres,
-        seed=args.seed, consistency=args.consistency, coarse=args.consistency_coarse,
+        temperature=args.temperature, seed=args.seed, consistency=args.consistency,
+        coarse=args.consistency_coarse,
     )  # fmt: skip
     write_mp4(out, big, fps, audio, rate if audio is not None else 16000)
     print(f"videopoet: wrote {out}", file=sys.stderr)
