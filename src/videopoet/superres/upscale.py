@@ -63,6 +63,7 @@ def upsampled_reconstruction(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor
     return resize(tokenizer.decode(lo_tokens), 2).clamp(-1, 1)
 
 
+@torch.no_grad()
 def draft_tokens(tokenizer, lo_tokens: torch.Tensor) -> torch.Tensor:
     """The draft grid of low-res tokens (B, t, h, w) → (B, t, 2h, 2w): the tokenizer's tokens of the bicubic
     2× upsampling of their decoding (no model involved)."""

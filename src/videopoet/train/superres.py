@@ -60,7 +60,7 @@ from videopoet.train.token_bank import (
 
 log = logging.getLogger("videopoet.train.superres")
 
-PRESET_TOKENIZER = "preset:"
+PRESET_TOKENIZER = "preset:"  # video_tokenizer = "preset:debug": a fresh, seeded tokenizer of that preset
 DETAIL_SHARE = 0.1  # held-out accuracy is also reported at this share of positions: the most detail lost
 
 
