@@ -175,7 +175,7 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path):
     assert all(abs(a["loss"] - b["loss"]) < 0.02 for a, b in zip(rows[1], rows[2]))
 
 
-def test_a_detail_weighted_bank_holds_the_on_the_fly_detail_and_weights_the_loss(tmp_path):
+def test_a_detail_weighted_bank_holds_the_on_the_fly_detail(tmp_path):
     cfg = _cfg(tmp_path / "run", detail_weight=3.0)
     recipe = SuperResRecipe(cfg, Engine(cfg))
     slots = recipe.dataset()

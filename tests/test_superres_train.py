@@ -263,11 +263,10 @@ def test_masked_loss_weights_count_per_position():
     )
     hi = torch.randint(0, 16, (1, 1, 2, 2), generator=g)
     mask = torch.tensor([[[[True, True], [True, False]]]])
-    plain, acc = masked_loss(logits, hi, mask, 4)
+    plain = masked_loss(logits, hi, mask, 4)[0]
     assert torch.allclose(masked_loss(logits, hi, mask, 4, torch.full((1, 1, 2, 2), 5.0))[0], plain)
-    only_first = torch.tensor(
-        [[[[1.0, 0.0], [0.0, 7.0]]]]
-    )  # the unmasked position's weight counts for nothing
+    # weight only on the first position, and on the unmasked one, whose weight counts for nothing
+    only_first = torch.tensor([[[[1.0, 0.0], [0.0, 7.0]]]])
     first = masked_loss(logits, hi, torch.tensor([[[[True, False], [False, False]]]]), 4)[0]
     assert torch.allclose(masked_loss(logits, hi, mask, 4, only_first)[0], first)
     assert torch.allclose(detail_weights(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([2.0, 4.0]))

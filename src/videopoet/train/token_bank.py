@@ -57,7 +57,8 @@ class BankIndex(Dataset):
 class TokenBank:
     """Per clip: target tokens (N, t, H, W), condition tokens (N, t, H/2, W/2), the clean condition's
     draft (N, t, H, W) or None, caption embeddings (N, S, E) float16 and their mask (N, S) or None, and
-    the detail the condition lost per target token (N, t, H, W) float16 or None (``superres.detail_map``)."""
+    the detail the condition lost per target token (N, t, H, W) float16 or None
+    (``train.superres.detail_map``)."""
 
     hi: torch.Tensor
     lo: torch.Tensor
