@@ -1,8 +1,8 @@
 """Super-resolution quality (128 → 256 px) on held-out scenes, and the speed of MaskGIT decoding against
 autoregressive decoding of the same tokens. Prints (and with --out writes) one JSON object.
 
-    PYTHONPATH=src python3 benchmarks/bench_superres.py --out sr.json                  # rows (b), (c)
-    PYTHONPATH=src python3 benchmarks/bench_superres.py --model runs/superres_tiny/final  # + row (a)
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --out sr.json   # all rows, the bundled SR model
+    PYTHONPATH=src python3 benchmarks/bench_superres.py --model runs/superres_tiny/final  # another model
     PYTHONPATH=src python3 benchmarks/bench_superres.py --speed --preset debug --device cpu --no-quality
     PYTHONPATH=src python3 benchmarks/bench_superres.py --speed --preset tiny --compile   # on CUDA
 
@@ -10,11 +10,12 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
 128×128 and at 256×256, so the reference is exact. Rows, each against the 256×256 rendering:
 
 - (a) ``superres``: the SR model's 2× of the video tokenizer's tokens of the 128×128 clip, decoded
-  (needs --model; skipped with the reason otherwise). A model with text reads the scene's caption
-  (MiniLM; text guidance ``--guidance-text``, 4.0 as in the pipeline; ``--no-text`` for none);
+  (the bundled model, or --model DIR; ``--model none`` skips it). A model with text reads the scene's caption
+  (MiniLM; text guidance ``--guidance-text``, the pipeline's by default; ``--no-text`` for none);
 - (a') ``superres_consistent``: row (a) back-projected onto the 128×128 reconstruction
   (``superres.upscale.back_project``; ``--consistency-coarse C`` keeps its correction below 1/C of the
-  128×128 scale), what ``upscale_frames`` returns by default (C = 1);
+  128×128 scale), what ``upscale_frames`` returns; with C > 1 it is ``superres_consistent_coarseC``,
+  and several values of C give one row each;
 - (b) ``bicubic``: the tokenizer's reconstruction of the 128×128 clip, upsampled 2× bicubic;
 - (c) ``tokenizer_256``: the tokenizer's own reconstruction of the 256×256 rendering (SR's ceiling);
 - (c') ``tokenizer_256_consistent``: row (c) back-projected as row (a') is: what back-projection leaves of
@@ -50,17 +51,28 @@ HELDOUT_SEEDS = (4242, 4243, 4244, 4245, 4246)
 
 
 def _args(argv):
+    from videopoet.superres.upscale import TEMPERATURE, TEXT_GUIDANCE
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", help="super-resolution folder (row a); absent: row (a) is skipped")
+    ap.add_argument(
+        "--model",
+        default="bundled",
+        help="super-resolution folder of row (a); 'bundled' (default): the bundled one; 'none': no row (a)",
+    )
     ap.add_argument("--video-tokenizer", help="video tokenizer folder (default: the bundled one)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(HELDOUT_SEEDS))
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--steps", type=int, default=24, help="MaskGIT steps (row a and --speed)")
     ap.add_argument("--guidance-lowres", type=float, default=1.0)
-    ap.add_argument("--guidance-text", type=float, default=4.0, help="row (a), a model with text")
-    ap.add_argument("--temperature", type=float, default=1.0, help="row (a): MaskGIT sampling (0 = greedy)")
+    ap.add_argument("--guidance-text", type=float, default=TEXT_GUIDANCE, help="row (a), a model with text")
+    ap.add_argument("--temperature", type=float, default=TEMPERATURE, help="row (a): MaskGIT (0 = greedy)")
     ap.add_argument(
-        "--consistency-coarse", type=int, default=1, help="rows (a'), (c'): back_project's coarse"
+        "--consistency-coarse",
+        type=int,
+        nargs="+",
+        choices=(1, 2, 4, 8),
+        default=[1],
+        help="rows (a'), (c'): back_project's coarse; several values give those rows for each",
     )
     ap.add_argument(
         "--text",
@@ -119,10 +131,6 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     bicubic = resize(lo_recon, 2).clamp(-1, 1)
     tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}  # = draft_tokens(tokenizer, lo_tokens), not redone
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
-    coarse = args.consistency_coarse
-    out["tokenizer_256_consistent"] = back_project(
-        out["tokenizer_256"].float(), lo_recon.float(), coarse=coarse
-    )
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)
         scale = args.guidance_text if text is not None else 1.0
@@ -139,27 +147,46 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
             seed=seed,
         )
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
-    if "superres" in out:  # row (a'): what upscale_frames returns (consistency on)
-        out["superres_consistent"] = back_project(out["superres"].float(), lo_recon.float(), coarse=coarse)
+    for coarse in args.consistency_coarse:  # rows (c') and (a'): what upscale_frames returns, at each band
+        for name in ("tokenizer_256", "superres")[: 1 + (model is not None)]:
+            hi = out[name].float()
+            out[consistent_row(name, coarse)] = back_project(hi, lo_recon.float(), coarse=coarse)
     agreement = {name: float((ids == true).float().mean()) for name, ids in tokens.items()}
     return {k: v.float().cpu() for k, v in out.items()}, big, agreement
+
+
+def consistent_row(name: str, coarse: int) -> str:
+    """The row of ``name`` back-projected with ``coarse``: "NAME_consistent" (full), else with the band."""
+    return f"{name}_consistent" + ("" if coarse == 1 else f"_coarse{coarse}")
+
+
+def _model(spec: str, device):
+    """(the SR model of --model, None) or (None, why row (a) is skipped)."""
+    from videopoet.components import PRETRAINED_ROOT
+    from videopoet.superres.model import SuperResTransformer
+
+    if spec == "none":
+        return None, "--model none"
+    if spec == "bundled" and not (PRETRAINED_ROOT / SuperResTransformer.BUNDLED).is_dir():
+        return None, "no super-resolution model is bundled in this install; pass --model DIR"
+    folder = None if spec == "bundled" else spec
+    return SuperResTransformer.from_pretrained(folder, device=device).eval(), None
 
 
 def quality(args, device) -> dict:
     from videopoet.data.sample import tensor_to_frames
     from videopoet.eval.metrics import psnr, ssim
-    from videopoet.superres.model import SuperResTransformer
     from videopoet.tokenizers.video import VideoTokenizer
 
     tokenizer = VideoTokenizer.from_pretrained(args.video_tokenizer, device=device).eval()
-    model = None if not args.model else SuperResTransformer.from_pretrained(args.model, device=device).eval()
+    model, skipped = _model(args.model, device)
     encoder = None
     if model is not None and model.config.text_dim and args.text:
         from videopoet.text import load_text_encoder
 
         encoder = load_text_encoder(device=device)
-    names = ("superres", "superres_consistent", "bicubic", "tokenizer_256", "tokenizer_256_consistent",
-             "bicubic_tokens", "reference")  # fmt: skip
+    names = ["superres", "bicubic", "tokenizer_256", "bicubic_tokens", "reference"]
+    names += [consistent_row(n, c) for c in args.consistency_coarse for n in ("superres", "tokenizer_256")]
     rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0, "agree": []} for name in names}
     t0 = time.perf_counter()
     for seed in args.seeds:
@@ -178,8 +205,8 @@ def quality(args, device) -> dict:
             rows[name]["small"] += n
     result = {name: _summary(row) for name, row in rows.items()}
     if model is None:
-        result["superres"] = {"skipped": "no --model DIR: no super-resolution model is bundled yet"}
-        result.pop("superres_consistent")
+        result = {k: v for k, v in result.items() if not k.startswith("superres")}
+        result["superres"] = {"skipped": skipped}
     else:
         result["superres"]["settings"] = {
             "steps": args.steps,

@@ -312,5 +312,17 @@ def test_upscale_cli_passes_temperature_and_consistency_band(models, tmp_path, m
     monkeypatch.setattr(up, "upscale_frames", spy)
     src = _clip(tmp_path / "in.mp4", frames=5, audio=False)
     out = tmp_path / "out.mp4"
-    assert _run(models, src, "--out", out, "--temperature", "0", "--consistency-coarse", "4") == 0
-    assert seen["temperature"] == 0.0 and seen["coarse"] == 4 and seen["consistency"] is True
+    assert _run(models, src, "--out", out, "--temperature", "0.5", "--consistency-coarse", "4") == 0
+    assert seen["temperature"] == 0.5 and seen["coarse"] == 4 and seen["consistency"] is True
+
+
+def test_upscale_cli_defaults_are_the_pipelines():
+    """`videopoet upscale` samples as the pipeline does unless told otherwise (one set of defaults)."""
+    from videopoet.cli import build_parser
+    from videopoet.superres.upscale import COARSE, TEMPERATURE, TEXT_GUIDANCE
+
+    args = build_parser().parse_args(["upscale", "in.mp4", "--out", "o.mp4"])
+    assert (args.guidance_text, args.temperature, args.consistency_coarse) == (TEXT_GUIDANCE, TEMPERATURE, 1)
+    coarse = next(a for a in build_parser()._subparsers._group_actions[0].choices["upscale"]._actions
+                  if a.dest == "consistency_coarse")  # fmt: skip
+    assert tuple(coarse.choices) == COARSE

@@ -41,7 +41,10 @@ from videopoet.errors import UserError
 from videopoet.superres.model import SuperResTransformer, resolve_window
 
 FACTORS = (2, 4)
-TEXT_GUIDANCE = 4.0  # the paper's stage-1 text guidance; the pipeline's with a prompt, the CLI's default
+# Sampling defaults of the pipeline, `videopoet upscale` and the benchmark (chosen by measurement:
+# docs/superres.md, "Sampling defaults"): no text guidance (the prompt still conditions), greedy MaskGIT.
+TEXT_GUIDANCE = 1.0
+TEMPERATURE = 0.0
 
 
 def stage_grid_error(model: SuperResTransformer, lo_grid: tuple[int, int, int]) -> str | None:
@@ -81,7 +84,7 @@ def upscale_tokens(
     steps: int = 24,
     text_scale: float = 1.0,
     lo_scale: float = 1.0,
-    temperature: float = 1.0,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     compile: bool = False,
 ) -> torch.Tensor:
