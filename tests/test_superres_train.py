@@ -270,3 +270,21 @@ def test_masked_loss_weights_count_per_position():
     first = masked_loss(logits, hi, torch.tensor([[[[True, False], [False, False]]]]), 4)[0]
     assert torch.allclose(masked_loss(logits, hi, mask, 4, only_first)[0], first)
     assert torch.allclose(detail_weights(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([2.0, 4.0]))
+
+
+@pytest.mark.parametrize("strength", [0.0, 3.0])
+def test_the_step_loss_is_weighted_by_the_batchs_detail_only_when_asked(tmp_path, monkeypatch, strength):
+    import videopoet.train.superres as sr
+
+    cfg = _debug_cfg(tmp_path / "run", detail_weight=strength)
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    clips = recipe._open(cfg.data, "train")
+    batch = recipe.collate([recipe.prepare(clips[i], i) for i in range(2)])
+    seen = []
+    monkeypatch.setattr(sr, "masked_loss", lambda *a, **kw: seen.append(a[4]) or masked_loss(*a, **kw))
+    recipe._loss(batch)
+    if not strength:
+        assert seen == [None]
+        return
+    lost = recipe._inputs(batch, detail=True)[2]
+    assert torch.allclose(seen[0], sr.detail_weights(lost, strength)) and seen[0].std() > 0
