@@ -51,7 +51,7 @@ HELDOUT_SEEDS = (4242, 4243, 4244, 4245, 4246)
 
 
 def _args(argv):
-    from videopoet.superres.upscale import TEMPERATURE, TEXT_GUIDANCE
+    from videopoet.superres.upscale import COARSE, TEMPERATURE, TEXT_GUIDANCE
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -70,7 +70,7 @@ def _args(argv):
         "--consistency-coarse",
         type=int,
         nargs="+",
-        choices=(1, 2, 4, 8),
+        choices=COARSE,
         default=[1],
         help="rows (a'), (c'): back_project's coarse; several values give those rows for each",
     )
