@@ -189,3 +189,21 @@ def test_a_detail_weighted_bank_holds_the_on_the_fly_detail(tmp_path):
     assert (lost_b >= 0).all() and lost_b.std() > 0  # the condition lost more detail in some places
     plain = _cfg(tmp_path / "run")  # the same out_dir without the weight: a bank without detail
     assert "detail" not in SuperResRecipe(plain, Engine(plain))._bank_settings()
+
+
+def test_previews_decode_as_inference_does(tmp_path, monkeypatch):
+    import videopoet.sampling.masked as masked
+    from videopoet.superres.upscale import TEMPERATURE
+
+    cfg = _cfg(tmp_path / "run", bank=0)
+    recipe = SuperResRecipe(cfg, Engine(cfg))
+    seen, real = {}, masked.maskgit_decode
+
+    def spy(model, lo, text=None, text_mask=None, **kw):
+        seen.update(kw, text=text, text_mask=text_mask)
+        return real(model, lo, text, text_mask, **kw)
+
+    monkeypatch.setattr(masked, "maskgit_decode", spy)
+    recipe.write_samples(tmp_path / "samples")
+    assert seen["temperature"] == TEMPERATURE and seen["text"] is not None and bool(seen["text_mask"].any())
+    assert (tmp_path / "samples" / "psnr.txt").read_text().startswith("sr_psnr ")

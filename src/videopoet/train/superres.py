@@ -447,30 +447,35 @@ class SuperResRecipe(Recipe):
 
     @torch.no_grad()
     def write_samples(self, folder: Path) -> None:
-        """Held-out clips (top) over their 2× super-resolution from the downsampled clip (bottom), with the
-        tokenizer's own reconstruction PSNR beside the SR's in ``psnr.txt``. Single-rank runs only: the
+        """Held-out clips (top) over their 2× super-resolution from the downsampled clip (bottom), decoded as
+        at inference (caption as text, ``upscale.TEMPERATURE``), with the tokenizer's own reconstruction
+        PSNR beside the SR's in ``psnr.txt``. Single-rank runs only: the
         engine calls this on rank 0 alone, where a forward of the FSDP2-sharded model would wait forever
         for the other ranks' shards (held-out metrics and the export run on every rank and still come)."""
         from videopoet.eval.metrics import psnr
         from videopoet.eval.report import write_preview
         from videopoet.sampling.masked import maskgit_decode
+        from videopoet.superres.upscale import TEMPERATURE
 
         if self.engine.world > 1:
             log.info("no previews in a %d-rank run (the model is sharded): %s not written", self.engine.world,
                      folder)  # fmt: skip
             return
         self.model.eval()
-        video = uint8_to_video(self._eval_batch()["frames"][: self.cfg.num_samples])
+        batch, n = self._eval_batch(), self.cfg.num_samples
+        video = uint8_to_video(batch["frames"][:n])
         hi_tokens, lo_tokens = self._tokens(video)
         draft = self._draft(lo_tokens) if self.mcfg.draft else None
+        text, text_mask = self._text(batch["caption"][:n], batch["drop_text"][:n])  # as at inference
         sr = maskgit_decode(
-            self.model, lo_tokens, draft=draft, steps=self.cfg.sample_steps, seed=self.cfg.seed
-        )
+            self.model, lo_tokens, text, text_mask, draft=draft, steps=self.cfg.sample_steps,
+            temperature=TEMPERATURE, seed=self.cfg.seed,
+        )  # fmt: skip
         out, ceiling = self.tokenizer.decode(sr), self.tokenizer.decode(hi_tokens)
         folder.mkdir(parents=True, exist_ok=True)
         write_preview(folder / "superres", video.float().cpu(), out.float().cpu())
-        text = f"sr_psnr {psnr(out, video).mean():.3f}\ntokenizer_psnr {psnr(ceiling, video).mean():.3f}\n"
-        atomic_write_text(folder / "psnr.txt", text)
+        report = f"sr_psnr {psnr(out, video).mean():.3f}\ntokenizer_psnr {psnr(ceiling, video).mean():.3f}\n"
+        atomic_write_text(folder / "psnr.txt", report)
 
     def export(self, folder: Path) -> None:
         """The EMA weights (float32 component); a preset tokenizer is written beside, for upscaling."""
