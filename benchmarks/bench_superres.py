@@ -27,7 +27,8 @@ Quality: the synthetic world renders each held-out scene (seeds 4242–4246, spl
 Metrics: PSNR and SSIM (eval/metrics.py, per frame, averaged over frames and clips) and the world judge's
 shape accuracy on the small objects (objects of size "small", matched by colour: a missing one counts
 wrong), pooled over the clips. Rows (a) and (d) also report ``token_agreement``: the fraction of their
-high-res tokens equal to the tokenizer's tokens of the 256×256 rendering (row c's tokens).
+high-res tokens equal to the tokenizer's tokens of the 256×256 rendering (row c's tokens). The judge runs
+on the CPU; ``--workers N`` runs it in N spawned processes while the device makes the next scene.
 
 Speed (--speed): the SR preset's 24 MaskGIT steps, unguided (one row per step) and guided on text and
 low-res (three rows per step: ``maskgit_decode`` with scales 8 and 2), against autoregressive decoding
@@ -43,6 +44,8 @@ import argparse
 import json
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import torch
@@ -86,6 +89,7 @@ def _args(argv):
     ap.add_argument("--grid", default="5,32,32", help="high-res token grid T,H,W of --speed")
     ap.add_argument("--compile", action="store_true", help="--speed: compile both decoders (CUDA graphs)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=1, help="processes that run the judge (on the CPU)")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--overwrite", action="store_true")
     return ap.parse_args(argv)
@@ -107,6 +111,13 @@ def _small_object_hits(frames: np.ndarray, attributes: dict) -> tuple[int, int]:
         return 0, 0
     found = {o.color: o.shape for o in judge_clip(frames).objects}
     return sum(found.get(o["color"]) == o["shape"] for o in small), len(small)
+
+
+def _judge(pool, frames: dict, attributes: dict) -> list:
+    """[(row, (hits, small objects))] of each row's frames, or [(row, a future of it)] with a pool."""
+    if pool is None:
+        return [(name, _small_object_hits(f, attributes)) for name, f in frames.items()]
+    return [(name, pool.submit(_small_object_hits, f, attributes)) for name, f in frames.items()]
 
 
 def _caption_text(encoder, caption: str, device):
@@ -189,20 +200,27 @@ def quality(args, device) -> dict:
     names += [consistent_row(n, c) for c in args.consistency_coarse for n in ("superres", "tokenizer_256")]
     rows = {name: {"psnr": [], "ssim": [], "hits": 0, "small": 0, "agree": []} for name in names}
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        out, clip, agreement = _row_outputs(seed, args, tokenizer, model, device, encoder)
-        for name, value in agreement.items():
-            rows[name]["agree"].append(value)
-        target = _to_tensor(clip.frames)
-        hits, n = _small_object_hits(clip.frames, clip.attributes)
-        rows["reference"]["hits"] += hits
-        rows["reference"]["small"] += n
-        for name, video in out.items():
-            rows[name]["psnr"].append(float(psnr(video, target)[0]))
-            rows[name]["ssim"].append(float(ssim(video, target)[0]))
-            hits, n = _small_object_hits(tensor_to_frames(video[0]), clip.attributes)
+    # the judge runs on the CPU: --workers spawned processes judge while the device makes the next scene
+    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) if args.workers > 1 else None
+    judged = []  # (row, (hits, small) or a future of it)
+    try:
+        for seed in args.seeds:
+            out, clip, agreement = _row_outputs(seed, args, tokenizer, model, device, encoder)
+            for name, value in agreement.items():
+                rows[name]["agree"].append(value)
+            target = _to_tensor(clip.frames)
+            frames = {"reference": clip.frames} | {k: tensor_to_frames(v[0]) for k, v in out.items()}
+            judged += _judge(pool, frames, clip.attributes)
+            for name, video in out.items():
+                rows[name]["psnr"].append(float(psnr(video, target)[0]))
+                rows[name]["ssim"].append(float(ssim(video, target)[0]))
+        for name, counts in judged:
+            hits, n = counts.result() if pool else counts
             rows[name]["hits"] += hits
             rows[name]["small"] += n
+    finally:
+        if pool:
+            pool.shutdown()
     result = {name: _summary(row) for name, row in rows.items()}
     if model is None:
         result = {k: v for k, v in result.items() if not k.startswith("superres")}

@@ -1,7 +1,6 @@
 """benchmarks/bench_superres.py's quality rows on one held-out frame: one (a′) and (c′) row per
 consistency band, row (a) from --model, and skipped with its reason without one."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,21 +13,35 @@ SCRIPT = ROOT / "benchmarks" / "bench_superres.py"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_superres", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+@pytest.fixture
+def importable_bench(monkeypatch):
+    """The bench as a module that spawned judge processes can import too (they inherit sys.path)."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_superres
+
+    return bench_superres
 
 
-def test_rows_per_band_and_row_a_from_a_model(tmp_path):
+def test_rows_per_band_and_row_a_from_a_model(tmp_path, importable_bench):
     from videopoet.superres.model import SuperResTransformer
 
     torch.manual_seed(0)
     SuperResTransformer.from_preset("tiny").save_pretrained(tmp_path / "sr")  # random: plumbing only
     out = tmp_path / "q.json"
-    common = ["--device", "cpu", "--seeds", "4243", "--frames", "1", "--consistency-coarse", "1", "4"]
-    result = _bench().main(
+    common = [
+        "--device",
+        "cpu",
+        "--seeds",
+        "4243",
+        "--frames",
+        "1",
+        "--consistency-coarse",
+        "1",
+        "4",
+        "--workers",
+        "2",
+    ]
+    result = importable_bench.main(
         common + ["--model", str(tmp_path / "sr"), "--steps", "2", "--no-text", "--out", str(out)]
     )
     q = result["quality"]
@@ -42,12 +55,20 @@ def test_rows_per_band_and_row_a_from_a_model(tmp_path):
     assert q["superres"]["settings"] == {"steps": 2, "guidance_lowres": 1.0, "temperature": 0.0,
                                          "guidance_text": None}  # fmt: skip
     assert json.loads(out.read_text()) == result
+    from videopoet.data.synthetic import render_clip  # the judged counts came back from the two processes
+
+    small = [
+        o for o in render_clip(4243, split="heldout", frames=1).attributes["objects"] if o["size"] == "small"
+    ]
+    assert len(small) and all(
+        q[name]["small_objects"] == len(small) for name in ("reference", "superres", "bicubic")
+    )
 
 
-def test_model_none_or_none_bundled_skips_row_a_with_its_reason(monkeypatch, tmp_path):
+def test_model_none_or_none_bundled_skips_row_a_with_its_reason(monkeypatch, tmp_path, importable_bench):
     import videopoet.components as components
 
-    bench = _bench()
+    bench = importable_bench
     assert bench._model("none", "cpu") == (None, "--model none")
     monkeypatch.setattr(
         components, "PRETRAINED_ROOT", tmp_path
