@@ -319,10 +319,11 @@ def test_upscale_cli_passes_temperature_and_consistency_band(models, tmp_path, m
 def test_upscale_cli_defaults_are_the_pipelines():
     """`videopoet upscale` samples as the pipeline does unless told otherwise (one set of defaults)."""
     from videopoet.cli import build_parser
-    from videopoet.superres.upscale import COARSE, TEMPERATURE, TEXT_GUIDANCE
+    from videopoet.superres.upscale import COARSE, FACTORS, TEMPERATURE, TEXT_GUIDANCE
 
     args = build_parser().parse_args(["upscale", "in.mp4", "--out", "o.mp4"])
     assert (args.guidance_text, args.temperature, args.consistency_coarse) == (TEXT_GUIDANCE, TEMPERATURE, 1)
-    coarse = next(a for a in build_parser()._subparsers._group_actions[0].choices["upscale"]._actions
-                  if a.dest == "consistency_coarse")  # fmt: skip
-    assert tuple(coarse.choices) == COARSE
+    actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["upscale"]._actions}
+    assert (
+        tuple(actions["consistency_coarse"].choices) == COARSE and tuple(actions["factor"].choices) == FACTORS
+    )

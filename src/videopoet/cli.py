@@ -387,9 +387,16 @@ def _add_upscale(top) -> None:
     p.add_argument("--video-tokenizer", metavar="DIR", help="video tokenizer folder (default: the bundled)")
     p.add_argument("--prompt", help="text describing the clip (optional; text guidance needs it)")
     p.add_argument("--steps", type=_int_in(1, 1000, "steps"), default=24, help="MaskGIT steps per stage")
-    p.add_argument("--guidance-text", type=float, default=1.0, help="text guidance scale (with --prompt)")
+    p.add_argument(
+        "--guidance-text",
+        type=float,
+        default=1.0,
+        help="text guidance scale (with --prompt; default: 1, none)",
+    )
     p.add_argument("--guidance-lowres", type=float, default=1.0, help="low-res condition guidance scale")
-    p.add_argument("--temperature", type=float, default=0.0, help="MaskGIT sampling temperature (0 = greedy)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="MaskGIT sampling temperature (default: 0, greedy)"
+    )
     p.add_argument(
         "--consistency",
         action=argparse.BooleanOptionalAction,
