@@ -169,9 +169,13 @@ def detail_map(video: torch.Tensor, up: torch.Tensor, temporal: int, spatial: in
     return F.avg_pool2d(torch.cat([d[:, :1], rest], 1), spatial)  # (B, t, H/s, W/s)
 
 
-def detail_weights(detail: torch.Tensor, strength: float) -> torch.Tensor:
-    """Per-position loss weights 1 + strength · detail / (the batch's mean detail)."""
-    return 1.0 + strength * detail.float() / detail.float().mean().clamp_min(1e-6)
+def detail_weights(detail: torch.Tensor, strength: float, world: int = 1) -> torch.Tensor:
+    """Per-position loss weights 1 + strength · detail / (the batch's mean detail, over every rank's
+    ``world`` equal slices)."""
+    from videopoet.distributed import all_sum
+
+    mean = all_sum(detail.float().sum()) / (detail.numel() * world)
+    return 1.0 + strength * detail.float() / mean.clamp_min(1e-6)
 
 
 def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draft_of=None):
@@ -187,10 +191,11 @@ def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draf
 
 
 def masked_loss(
-    logits, hi_tokens, hi_mask, factor_size: int, weight=None
+    logits, hi_tokens, hi_mask, factor_size: int, weight=None, total=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over masked positions of (CE head a + CE head b) / 2, weighted by ``weight`` (B, t, H, W) when
-    given → (loss, token accuracy)."""
+    given → (loss, token accuracy). ``total``: the weight sum to divide by instead of this batch's
+    (``global_weight``: under several ranks, what makes the averaged gradients the global batch's mean)."""
     from videopoet.superres.model import split_ids
 
     a, b = split_ids(hi_tokens[hi_mask], factor_size)  # (M,) each
@@ -198,7 +203,16 @@ def masked_loss(
     ce = (F.cross_entropy(la, a, reduction="none") + F.cross_entropy(lb, b, reduction="none")) / 2  # (M,)
     w = torch.ones_like(ce) if weight is None else weight[hi_mask].float()
     correct = (la.argmax(-1) == a) & (lb.argmax(-1) == b)
-    return (w * ce).sum() / w.sum(), correct.float().mean()
+    return (w * ce).sum() / (w.sum() if total is None else total), correct.float().mean()
+
+
+def global_weight(hi_mask: torch.Tensor, weight: torch.Tensor | None, world: int) -> torch.Tensor:
+    """The loss weight summed over every rank's masked positions ÷ the rank count: divided by it, each
+    rank's weighted sum averages over ranks (as gradients do) to the global batch's weighted mean."""
+    from videopoet.distributed import all_sum
+
+    local = hi_mask.sum().float() if weight is None else weight[hi_mask].float().sum()
+    return all_sum(local) / world
 
 
 # ============================================================================================ recipe
@@ -374,9 +388,10 @@ class SuperResRecipe(Recipe):
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         strength = self.cfg.detail_weight
         hi_tokens, inputs, detail = self._inputs(batch, detail=bool(strength))
-        weight = None if detail is None else detail_weights(detail, strength)
+        weight = None if detail is None else detail_weights(detail, strength, self.engine.world)
         logits = self._forward(inputs)
-        return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size, weight)
+        total = global_weight(batch["hi_mask"], weight, self.engine.world)
+        return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size, weight, total)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         lr = self.cfg.lr_at(step)
