@@ -176,6 +176,31 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path, detail):
         rows[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["data_signature"] for r in rows[1]] == [r["data_signature"] for r in rows[2]]
     assert len(rows[1]) == 3 and all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(rows[1], rows[2]))
+    _assert_same_export(tmp_path / "ranks1", tmp_path / "ranks2")  # the EMA weights, from either count
+
+
+def _assert_same_export(a, b, atol=1e-5):
+    from safetensors.torch import load_file
+
+    one, two = (load_file(d / "final" / "model.safetensors") for d in (a, b))
+    assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=atol) for k in one)
+
+
+def test_a_one_rank_checkpoint_resumes_on_two_ranks_with_its_ema(tmp_path):
+    """The EMA is kept under FSDP2 too: a run stopped on one rank and resumed on two (each rank loads
+    its shards of the checkpoint's whole EMA tensors) exports what one rank straight through does."""
+    from pathlib import Path
+
+    from cli_train import train_cli
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "superres_debug.toml"
+    sets = ["text_encoder='none'", "bank=4", "max_steps=3", "eval_every=0", "sample_every=0", "ckpt_every=3"]
+    for out, ranks, extra, resume in [("straight", 1, [], False), ("split", 1, ["stop_after_steps=2"], False),
+                                      ("split", 2, [], True)]:  # fmt: skip
+        proc = train_cli("superres", config, tmp_path / out, [*sets, *extra], ranks=ranks, resume=resume)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "straight" / "checkpoints" / "step_00000002").exists()
+    _assert_same_export(tmp_path / "straight", tmp_path / "split")
 
 
 def test_a_detail_weighted_bank_holds_the_on_the_fly_detail(tmp_path):

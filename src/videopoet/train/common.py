@@ -23,7 +23,10 @@ def seed_everything(seed: int) -> None:
 
 
 class EMA:
-    """Exponential moving average of a model's floating-point parameters and buffers."""
+    """Exponential moving average of a model's floating-point parameters and buffers. Under FSDP2 each
+    rank averages its own shards; ``state_dict`` gathers them (a collective: every rank calls it) and
+    ``load_state_dict`` takes full tensors on every rank, so checkpoints hold whole tensors whatever
+    the rank count."""
 
     def __init__(self, model: nn.Module, decay: float = 0.999):
         if not 0.0 <= decay < 1.0:
@@ -40,17 +43,28 @@ class EMA:
                 self.shadow[k].lerp_(v.detach().float(), 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+        return {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in self.shadow.items()}
 
+    @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k in self.shadow:
-            self.shadow[k].copy_(state[k])
+        for k, v in self.shadow.items():
+            v.copy_(_like(state[k], v))
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
+        """Into a model whose state matches the shadow's layout (sharded like it, or plain like it)."""
         sd = model.state_dict()
         for k, v in self.shadow.items():
             sd[k].copy_(v.to(sd[k].dtype))
+
+
+def _like(full: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A full tensor as ``target`` holds it: this rank's shard of it when ``target`` is a DTensor."""
+    if not hasattr(target, "device_mesh"):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(target.device_mesh.device_type), target.device_mesh, target.placements)
 
 
 class MetricsLogger:

@@ -238,7 +238,7 @@ class SuperResRecipe(Recipe):
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 and engine.world == 1 else None
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.state = {"model": self.model, "opt": OptimizerOf(self.opt, self.model)}
         if self.ema is not None:
             self.state["ema"] = self.ema
@@ -497,12 +497,12 @@ class SuperResRecipe(Recipe):
         from videopoet.train.checkpoint import module_state
 
         state = module_state(self.model)
+        if self.ema is not None:
+            state |= {k: v.cpu() for k, v in self.ema.state_dict().items()}  # gathered on every rank
         if not self.engine.is_main:
             return
         model = SuperResTransformer(dataclasses.replace(self.mcfg))
         model.load_state_dict(state)
-        if self.ema is not None:
-            self.ema.copy_to(model)
         model.save_pretrained(folder)
         if self.cfg.video_tokenizer.startswith(PRESET_TOKENIZER):
             self.tokenizer.cpu().save_pretrained(folder.parent / "video_tokenizer")
