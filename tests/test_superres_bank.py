@@ -155,16 +155,16 @@ def test_the_bank_names_its_tokenizer_by_its_weights(tmp_path):
 @pytest.mark.parametrize("detail", [0, 3])
 def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path, detail):
     """Under torchrun rank 0 makes and saves the bank, the other rank reads it after the barrier: both
-    runs see the same items (data signatures), and both export (two ranks write no previews: the model
-    is sharded). The loss divides by the weight summed over every rank (and detail weights by every
-    rank's mean detail), so one and two ranks train alike: the same logged loss at every step."""
+    runs see the same items (data signatures), and both export and write previews (two ranks gather the
+    sharded model for them). The loss divides by the weight summed over every rank (and detail weights
+    by every rank's mean detail), so one and two ranks train alike: the same loss at every step."""
     from pathlib import Path
 
     from cli_train import train_cli
     from videopoet.eval.report import read_jsonl
 
     config = Path(__file__).resolve().parents[1] / "configs" / "superres_debug.toml"
-    sets = ["text_encoder='none'", "bank=4", "max_steps=3", "eval_every=0", "sample_every=0", "ckpt_every=3"]
+    sets = ["text_encoder='none'", "bank=4", "max_steps=3", "eval_every=0", "sample_every=3", "ckpt_every=3"]
     rows = {}
     for ranks in (1, 2):
         out = tmp_path / f"ranks{ranks}"
@@ -173,6 +173,7 @@ def test_two_ranks_share_the_bank_rank_zero_makes(tmp_path, detail):
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (out / BANK_FILE).is_file() and (out / "final" / "model.safetensors").is_file()
+        assert (out / "samples" / "step_00000003" / "psnr.txt").is_file()
         rows[ranks] = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["data_signature"] for r in rows[1]] == [r["data_signature"] for r in rows[2]]
     assert len(rows[1]) == 3 and all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(rows[1], rows[2]))

@@ -363,6 +363,8 @@ class AudioTokenizerRecipe(Recipe):
     def write_samples(self, folder: Path, count: int = 2) -> None:
         from videopoet.data.media import write_wav
 
+        if not self.engine.is_main:
+            return
         model, sr = self.ema_model(), self.mcfg.sample_rate
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(min(count, self.eval_wave.shape[0])):

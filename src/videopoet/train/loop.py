@@ -228,7 +228,8 @@ class Recipe:
         return {}
 
     def write_samples(self, folder: Path) -> None:
-        """Write previews of the current model into ``folder`` (called on rank 0 only)."""
+        """Write previews of the current model into ``folder`` (called on every rank, so that a sharded
+        model can be gathered first; write on rank 0)."""
 
     def export(self, folder: Path) -> None:
         """Write the trained component to ``folder`` (called on every rank; write on rank 0)."""
@@ -456,7 +457,7 @@ class Engine:
         cfg, s = self.cfg, self.step
         if cfg.eval_every and s % cfg.eval_every == 0 and s < cfg.max_steps:
             row.update(recipe.evaluate(s))
-        if cfg.sample_every and s % cfg.sample_every == 0 and self.is_main:
+        if cfg.sample_every and s % cfg.sample_every == 0:
             recipe.write_samples(self.out / "samples" / f"step_{s:08d}")
 
     def _checkpoint(self, recipe: Recipe) -> None:
@@ -496,7 +497,7 @@ class Engine:
         if exported:
             info = recipe.evaluate(self.step)
             sampled = self.cfg.sample_every and self.step % self.cfg.sample_every == 0
-            if self.is_main and not sampled:
+            if not sampled:
                 recipe.write_samples(self.out / "samples" / f"step_{self.step:08d}")
             recipe.export(self.out / "final")
             self.barrier()

@@ -464,26 +464,26 @@ class SuperResRecipe(Recipe):
     def write_samples(self, folder: Path) -> None:
         """Held-out clips (top) over their 2× super-resolution from the downsampled clip (bottom), decoded as
         at inference (caption as text, ``upscale.TEMPERATURE``), with the tokenizer's own reconstruction
-        PSNR beside the SR's in ``psnr.txt``. Single-rank runs only: the
-        engine calls this on rank 0 alone, where a forward of the FSDP2-sharded model would wait forever
-        for the other ranks' shards (held-out metrics and the export run on every rank and still come)."""
+        PSNR beside the SR's in ``psnr.txt``. Every rank gathers the (FSDP2-sharded) weights; rank 0 runs
+        a whole copy and writes."""
         from videopoet.eval.metrics import psnr
         from videopoet.eval.report import write_preview
         from videopoet.sampling.masked import maskgit_decode
         from videopoet.superres.upscale import TEMPERATURE
+        from videopoet.train.checkpoint import module_state
 
-        if self.engine.world > 1:
-            log.info("no previews in a %d-rank run (the model is sharded): %s not written", self.engine.world,
-                     folder)  # fmt: skip
+        state = module_state(self.model)  # a collective under torchrun
+        if not self.engine.is_main:
             return
-        self.model.eval()
+        model = SuperResTransformer(dataclasses.replace(self.mcfg)).to(self.engine.device).eval()
+        model.load_state_dict(state)
         batch, n = self._eval_batch(), self.cfg.num_samples
         video = uint8_to_video(batch["frames"][:n])
         hi_tokens, lo_tokens = self._tokens(video)
         draft = self._draft(lo_tokens) if self.mcfg.draft else None
         text, text_mask = self._text(batch["caption"][:n], batch["drop_text"][:n])  # as at inference
         sr = maskgit_decode(
-            self.model, lo_tokens, text, text_mask, draft=draft, steps=self.cfg.sample_steps,
+            model, lo_tokens, text, text_mask, draft=draft, steps=self.cfg.sample_steps,
             temperature=TEMPERATURE, seed=self.cfg.seed,
         )  # fmt: skip
         out, ceiling = self.tokenizer.decode(sr), self.tokenizer.decode(hi_tokens)
