@@ -159,7 +159,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
         )
     out |= {name: tokenizer.decode(ids) for name, ids in tokens.items()}
     for coarse in args.consistency_coarse:  # rows (c') and (a'): what upscale_frames returns, at each band
-        for name in ("tokenizer_256", "superres")[: 1 + (model is not None)]:
+        for name in [n for n in ("tokenizer_256", "superres") if n in out]:
             hi = out[name].float()
             out[consistent_row(name, coarse)] = back_project(hi, lo_recon.float(), coarse=coarse)
     agreement = {name: float((ids == true).float().mean()) for name, ids in tokens.items()}
@@ -173,13 +173,17 @@ def consistent_row(name: str, coarse: int) -> str:
 
 def _model(spec: str, device):
     """(the SR model of --model, None) or (None, why row (a) is skipped)."""
-    from videopoet.components import PRETRAINED_ROOT
+    from videopoet.components import bundled_directory
+    from videopoet.errors import UserError
     from videopoet.superres.model import SuperResTransformer
 
     if spec == "none":
         return None, "--model none"
-    if spec == "bundled" and not (PRETRAINED_ROOT / SuperResTransformer.BUNDLED).is_dir():
-        return None, "no super-resolution model is bundled in this install; pass --model DIR"
+    if spec == "bundled":
+        try:
+            bundled_directory(SuperResTransformer)
+        except UserError:
+            return None, "no super-resolution model is bundled in this install; pass --model DIR"
     folder = None if spec == "bundled" else spec
     return SuperResTransformer.from_pretrained(folder, device=device).eval(), None
 

@@ -470,13 +470,11 @@ class SuperResRecipe(Recipe):
         from videopoet.eval.report import write_preview
         from videopoet.sampling.masked import maskgit_decode
         from videopoet.superres.upscale import TEMPERATURE
-        from videopoet.train.checkpoint import module_state
 
-        state = module_state(self.model)  # a collective under torchrun
-        if not self.engine.is_main:
+        model = self._whole_model(ema=False)
+        if model is None:
             return
-        model = SuperResTransformer(dataclasses.replace(self.mcfg)).to(self.engine.device).eval()
-        model.load_state_dict(state)
+        model = model.to(self.engine.device).eval()
         batch, n = self._eval_batch(), self.cfg.num_samples
         video = uint8_to_video(batch["frames"][:n])
         hi_tokens, lo_tokens = self._tokens(video)
@@ -492,17 +490,25 @@ class SuperResRecipe(Recipe):
         report = f"sr_psnr {psnr(out, video).mean():.3f}\ntokenizer_psnr {psnr(ceiling, video).mean():.3f}\n"
         atomic_write_text(folder / "psnr.txt", report)
 
-    def export(self, folder: Path) -> None:
-        """The EMA weights (float32 component); a preset tokenizer is written beside, for upscaling."""
+    def _whole_model(self, ema: bool) -> SuperResTransformer | None:
+        """A whole CPU copy of the (FSDP2-sharded) model, with the EMA weights when ``ema`` and there is
+        one, on rank 0; None on the others. A collective: every rank calls it."""
         from videopoet.train.checkpoint import module_state
 
         state = module_state(self.model)
-        if self.ema is not None:
-            state |= {k: v.cpu() for k, v in self.ema.state_dict().items()}  # gathered on every rank
+        if ema and self.ema is not None:
+            state |= {k: v.cpu() for k, v in self.ema.state_dict().items()}
         if not self.engine.is_main:
-            return
+            return None
         model = SuperResTransformer(dataclasses.replace(self.mcfg))
         model.load_state_dict(state)
+        return model
+
+    def export(self, folder: Path) -> None:
+        """The EMA weights (float32 component); a preset tokenizer is written beside, for upscaling."""
+        model = self._whole_model(ema=True)
+        if model is None:
+            return
         model.save_pretrained(folder)
         if self.cfg.video_tokenizer.startswith(PRESET_TOKENIZER):
             self.tokenizer.cpu().save_pretrained(folder.parent / "video_tokenizer")

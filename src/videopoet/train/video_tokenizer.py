@@ -352,7 +352,9 @@ class VideoTokenizerRecipe(Recipe):
 
     @torch.no_grad()
     def write_samples(self, folder: Path) -> None:
-        clips = self._preview_clips() if self.engine.is_main else None
+        if not self.engine.is_main:
+            return
+        clips = self._preview_clips()
         if clips is None:
             return
         model = self.ema_model()
