@@ -140,7 +140,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
     true = tokenizer.encode(_to_tensor(big.frames).to(device))
     lo_recon = tokenizer.decode(lo_tokens)  # (1, 3, T, 128, 128)
     bicubic = resize(lo_recon, 2).clamp(-1, 1)
-    tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}  # = draft_tokens(tokenizer, lo_tokens), not redone
+    tokens = {"bicubic_tokens": tokenizer.encode(bicubic)}  # = draft_tokens(tokenizer, lo_tokens); (a) too
     out = {"bicubic": bicubic, "tokenizer_256": tokenizer.decode(true)}
     if model is not None:
         text, mask = _caption_text(encoder, small.caption or "", device)
@@ -151,6 +151,7 @@ def _row_outputs(seed, args, tokenizer, model, device, encoder=None):
             text,
             mask,
             tokenizer=tokenizer,
+            draft=tokens["bicubic_tokens"],
             steps=args.steps,
             text_scale=scale,
             lo_scale=args.guidance_lowres,

@@ -258,6 +258,11 @@ def test_a_draft_model_needs_the_tokenizer_and_reads_its_draft(models, monkeypat
     out = upscale.upscale_tokens(sr, lo, tokenizer=tok, steps=1)
     assert out.shape == seen[0].shape == (1, lo.shape[1], 2 * lo.shape[2], 2 * lo.shape[3])
     assert torch.equal(seen[0], tok.encode(resize(tok.decode(lo), 2).clamp(-1, 1)))
+    # a draft the caller made is read as it is: no tokenizer needed, none made again, the same tokens
+    given = upscale.upscale_tokens(sr, lo, draft=seen[0], steps=1)
+    assert len(seen) == 1 and torch.equal(given, out)
+    other = upscale.upscale_tokens(sr, lo, draft=torch.zeros_like(seen[0]), steps=1)
+    assert len(seen) == 1 and not torch.equal(other, out)
 
 
 def test_upscale_cli_pads_and_says_so(models, tmp_path, capsys):

@@ -81,6 +81,7 @@ def upscale_tokens(
     text_mask: torch.Tensor | None = None,
     *,
     tokenizer=None,
+    draft: torch.Tensor | None = None,
     steps: int = 24,
     text_scale: float = 1.0,
     lo_scale: float = 1.0,
@@ -88,15 +89,18 @@ def upscale_tokens(
     seed: int = 0,
     compile: bool = False,
 ) -> torch.Tensor:
-    """One 2× stage: low-res tokens (B, t, h, w) → high-res tokens (B, t, 2h, 2w). ValueError when the
-    model's windows do not tile the high-res grid, or when it has the draft path and no ``tokenizer``."""
+    """One 2× stage: low-res tokens (B, t, h, w) → high-res tokens (B, t, 2h, 2w). A model with the draft
+    path reads ``draft`` when the caller has made it (``draft_tokens`` of these tokens), else one made
+    here with ``tokenizer``. ValueError when the model's windows do not tile the high-res grid, or when it
+    needs a draft and has neither."""
     from videopoet.sampling.masked import maskgit_decode
 
     why = stage_grid_error(model, tuple(lo_tokens.shape[1:]))
     if why:
         raise ValueError(f"super-resolution of a {tuple(lo_tokens.shape[1:])} token grid: {why}")
-    draft = None
-    if model.config.draft:
+    if not model.config.draft:
+        draft = None
+    elif draft is None:
         if tokenizer is None:
             raise ValueError("this super-resolution model reads a draft grid: pass the video tokenizer")
         draft = draft_tokens(tokenizer, lo_tokens.to(next(tokenizer.parameters()).device)).to(
