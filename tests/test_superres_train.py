@@ -255,7 +255,7 @@ def test_detail_map_pools_each_target_tokens_pixels_and_frames():
 def test_masked_loss_weights_count_per_position():
     from types import SimpleNamespace
 
-    from videopoet.train.superres import detail_weights, masked_loss
+    from videopoet.train.superres import loss_weights, masked_loss
 
     g = torch.Generator().manual_seed(0)
     logits = SimpleNamespace(
@@ -269,7 +269,10 @@ def test_masked_loss_weights_count_per_position():
     only_first = torch.tensor([[[[1.0, 0.0], [0.0, 7.0]]]])
     first = masked_loss(logits, hi, torch.tensor([[[[True, False], [False, False]]]]), 4)[0]
     assert torch.allclose(masked_loss(logits, hi, mask, 4, only_first)[0], first)
-    assert torch.allclose(detail_weights(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([2.0, 4.0]))
+    weight, total = loss_weights(torch.tensor([True, False]), torch.tensor([1.0, 3.0]), 2.0)
+    assert torch.allclose(weight, torch.tensor([2.0, 4.0])) and torch.isclose(total, torch.tensor(2.0))
+    weight, total = loss_weights(mask, None, 2.0)  # no detail: no weights, the masked count
+    assert weight is None and total.item() == 3.0
 
 
 @pytest.mark.parametrize("strength", [0.0, 3.0])
@@ -287,4 +290,4 @@ def test_the_step_loss_is_weighted_by_the_batchs_detail_only_when_asked(tmp_path
         assert seen == [None]
         return
     lost = recipe._inputs(batch, detail=True)[2]
-    assert torch.allclose(seen[0], sr.detail_weights(lost, strength)) and seen[0].std() > 0
+    assert torch.allclose(seen[0], sr.loss_weights(batch["hi_mask"], lost, strength)[0]) and seen[0].std() > 0

@@ -169,13 +169,25 @@ def detail_map(video: torch.Tensor, up: torch.Tensor, temporal: int, spatial: in
     return F.avg_pool2d(torch.cat([d[:, :1], rest], 1), spatial)  # (B, t, H/s, W/s)
 
 
-def detail_weights(detail: torch.Tensor, strength: float, world: int = 1) -> torch.Tensor:
-    """Per-position loss weights 1 + strength · detail / (the batch's mean detail, over every rank's
-    ``world`` equal slices)."""
+def loss_weights(
+    hi_mask: torch.Tensor, detail: torch.Tensor | None, strength: float, world: int = 1
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(per-position loss weights or None, the divisor of the weighted loss sum), from one all-reduce over
+    the ``world`` ranks' equal slices of the batch.
+
+    Weights: 1 + strength · detail / (the global batch's mean detail), or None without ``detail``. The
+    divisor: their sum over every rank's masked positions ÷ ``world`` (the masked count without
+    weights); divided by it, each rank's weighted sum averages over ranks (as gradients do) to the global
+    batch's weighted mean."""
     from videopoet.distributed import all_sum
 
-    mean = all_sum(detail.float().sum()) / (detail.numel() * world)
-    return 1.0 + strength * detail.float() / mean.clamp_min(1e-6)
+    mask = hi_mask.float()
+    if detail is None:
+        return None, all_sum(mask.sum()) / world
+    d = detail.float()
+    total_detail, masked_detail, masked = all_sum(torch.stack([d.sum(), (d * mask).sum(), mask.sum()]))
+    mean = (total_detail / (d.numel() * world)).clamp_min(1e-6)
+    return 1.0 + strength * d / mean, (masked + strength * masked_detail / mean) / world
 
 
 def model_inputs(hi_tokens, lo_tokens, batch: dict[str, Any], mask_id: int, draft_of=None):
@@ -204,15 +216,6 @@ def masked_loss(
     w = torch.ones_like(ce) if weight is None else weight[hi_mask].float()
     correct = (la.argmax(-1) == a) & (lb.argmax(-1) == b)
     return (w * ce).sum() / (w.sum() if total is None else total), correct.float().mean()
-
-
-def global_weight(hi_mask: torch.Tensor, weight: torch.Tensor | None, world: int) -> torch.Tensor:
-    """The loss weight summed over every rank's masked positions ÷ the rank count: divided by it, each
-    rank's weighted sum averages over ranks (as gradients do) to the global batch's weighted mean."""
-    from videopoet.distributed import all_sum
-
-    local = hi_mask.sum().float() if weight is None else weight[hi_mask].float().sum()
-    return all_sum(local) / world
 
 
 # ============================================================================================ recipe
@@ -388,9 +391,8 @@ class SuperResRecipe(Recipe):
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         strength = self.cfg.detail_weight
         hi_tokens, inputs, detail = self._inputs(batch, detail=bool(strength))
-        weight = None if detail is None else detail_weights(detail, strength, self.engine.world)
+        weight, total = loss_weights(batch["hi_mask"], detail, strength, self.engine.world)
         logits = self._forward(inputs)
-        total = global_weight(batch["hi_mask"], weight, self.engine.world)
         return masked_loss(logits, hi_tokens, batch["hi_mask"], self.mcfg.factor_size, weight, total)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
