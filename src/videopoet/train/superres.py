@@ -207,7 +207,7 @@ def masked_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over masked positions of (CE head a + CE head b) / 2, weighted by ``weight`` (B, t, H, W) when
     given → (loss, token accuracy). ``total``: the weight sum to divide by instead of this batch's
-    (``global_weight``: under several ranks, what makes the averaged gradients the global batch's mean)."""
+    (``loss_weights``: under several ranks, what makes the averaged gradients the global batch's mean)."""
     from videopoet.superres.model import split_ids
 
     a, b = split_ids(hi_tokens[hi_mask], factor_size)  # (M,) each
