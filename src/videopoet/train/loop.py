@@ -27,6 +27,7 @@ What the engine owns, once for every model:
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import math
@@ -584,6 +585,9 @@ def train_command(args, config_cls: type, train: Callable[..., int], what: str) 
     setup_logging()
     cfg = load_config(config_cls, args.config, args.set)
     status = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    # Free the run's reference cycles (FSDP2 modules, their DTensors and collective handles) now, while the
+    # interpreter is whole, rather than during its shutdown.
+    gc.collect()
     if status == 0:
         out = Path(cfg.out_dir)
         print(f"{what}: checkpoints in {out / 'checkpoints'}, weights in {out / 'final'}")
